@@ -1,0 +1,9 @@
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+
+class GenerationsConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        if not self.scope["user"].is_authenticated:
+            await self.close(code=4401)
+            return
+        await self.accept()

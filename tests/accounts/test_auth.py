@@ -1,0 +1,79 @@
+"""Sign-up, log-in, log-out and password change through allauth's real views."""
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from accounts.models import User
+from tests.factories import PASSWORD, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_person_signs_up_with_email_and_password_and_is_signed_in(client: Client) -> None:
+    response = client.post(
+        "/accounts/signup/",
+        {"email": "Ada@Example.com", "password1": PASSWORD, "password2": PASSWORD},
+        follow=True,
+    )
+    assert response.status_code == 200
+    user = User.objects.get()
+    assert user.email == "ada@example.com"  # allauth keeps emails lower-case
+    assert response.context["user"] == user
+    assert response.redirect_chain[-1][0] == "/chat/"
+    assert len(mail.outbox) == 1  # the confirmation email, on the console backend by default
+
+
+def test_sign_up_refuses_a_taken_email_and_a_weak_password(client: Client) -> None:
+    make_user("taken@example.com")
+    taken = client.post(
+        "/accounts/signup/",
+        {"email": "taken@example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert "already registered" in taken.content.decode()
+    weak = client.post(
+        "/accounts/signup/",
+        {"email": "new@example.com", "password1": "123", "password2": "123"},
+    )
+    assert weak.status_code == 200
+    assert "too short" in weak.content.decode()
+    assert User.objects.count() == 1
+
+
+def test_log_in_with_email_then_log_out(client: Client) -> None:
+    make_user("grace@example.com")
+    response = client.post(
+        "/accounts/login/", {"login": "grace@example.com", "password": PASSWORD}, follow=True
+    )
+    assert response.context["user"].is_authenticated
+    assert "grace@example.com" in response.content.decode()
+    response = client.post("/accounts/logout/", follow=True)
+    assert not response.context["user"].is_authenticated
+
+
+def test_a_wrong_password_is_refused_with_a_message(client: Client) -> None:
+    make_user("grace@example.com")
+    response = client.post("/accounts/login/", {"login": "grace@example.com", "password": "nope"})
+    assert response.status_code == 200
+    assert "not correct" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_pages_that_need_an_account_send_visitors_to_log_in(client: Client) -> None:
+    for path in ["/chat/", "/generations/", "/account/"]:
+        response = client.get(path)
+        assert response.status_code == 302
+        assert response["Location"].startswith(f"/accounts/login/?next={path}")
+
+
+def test_password_change(client: Client) -> None:
+    user = make_user()
+    client.force_login(user)
+    new = "an entirely new passphrase 42"
+    response = client.post(
+        "/accounts/password/change/",
+        {"oldpassword": PASSWORD, "password1": new, "password2": new},
+    )
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.check_password(new)

@@ -1,0 +1,43 @@
+"""Websockets: refused without a session and from a foreign Origin."""
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from accounts.models import User
+from config.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def session_cookie(user: User) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def connect(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[bool, object]:
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, code = await communicator.connect()
+    await communicator.disconnect()
+    return connected, code
+
+
+@pytest.mark.parametrize("path", ["/ws/chat/", "/ws/generations/"])
+async def test_a_socket_without_a_session_is_refused(path: str) -> None:
+    connected, code = await connect(path, [(b"origin", b"http://127.0.0.1:8000")])
+    assert not connected
+    assert code == 4401
+
+
+@pytest.mark.parametrize("path", ["/ws/chat/", "/ws/generations/"])
+async def test_a_socket_from_a_foreign_origin_is_refused_even_when_signed_in(
+    path: str, user: User
+) -> None:
+    from asgiref.sync import sync_to_async
+
+    cookie = await sync_to_async(session_cookie)(user)
+    ok, _ = await connect(path, [(b"origin", b"http://127.0.0.1:8000"), (b"cookie", cookie)])
+    assert ok
+    foreign, _ = await connect(path, [(b"origin", b"https://evil.example"), (b"cookie", cookie)])
+    assert not foreign

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.test import Client
+
+from accounts.models import User
+from tests.factories import make_user
+
+
+@pytest.fixture
+def sandbox_url() -> str:
+    return os.environ["OPENROUTER_URL"]
+
+
+@pytest.fixture
+def user(db: None) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def other_user(db: None) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def signed_in(client: Client, user: User) -> Client:
+    client.force_login(user)
+    return client
