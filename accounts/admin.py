@@ -1,14 +1,29 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
-from accounts.models import User
+from accounts.models import OpenRouterKey, User
+
+
+class OpenRouterKeyInline(admin.StackedInline):
+    model = OpenRouterKey
+    fields = ("hint", "label", "source", "created_at", "updated_at")
+    readonly_fields = fields
+    can_delete = False
+    extra = 0
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     ordering = ("-date_joined",)
-    list_display = ("email", "is_staff", "is_active", "date_joined", "last_login")
+    list_display = ("email", "connected", "is_staff", "is_active", "date_joined", "last_login")
+    list_filter = ("is_staff", "is_active", "date_joined")
     search_fields = ("email", "first_name", "last_name")
+    inlines = [OpenRouterKeyInline]
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Profile", {"fields": ("first_name", "last_name", "default_model")}),
@@ -19,3 +34,31 @@ class UserAdmin(BaseUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        return super().get_queryset(request).select_related("openrouter_key")
+
+    @admin.display(boolean=True, description="OpenRouter")
+    def connected(self, user: User) -> bool:
+        return hasattr(user, "openrouter_key")
+
+
+@admin.register(OpenRouterKey)
+class OpenRouterKeyAdmin(admin.ModelAdmin):
+    """Keys are shown by their hint only; the encrypted value is not even listed."""
+
+    list_display = ("user", "hint", "label", "source", "updated_at")
+    list_filter = ("source",)
+    search_fields = ("user__email", "label", "hint")
+    fields = ("user", "hint", "label", "source", "openrouter_user_id", "created_at", "updated_at")
+    readonly_fields = fields
+    list_select_related = ("user",)
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Revoke (delete) the selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[OpenRouterKey]) -> None:
+        count, _ = queryset.delete()
+        self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)

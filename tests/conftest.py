@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
-from tests.factories import make_user
+from tests.factories import connect_user, make_user
 
 
 @pytest.fixture
@@ -27,4 +27,16 @@ def other_user(db: None) -> User:
 @pytest.fixture
 def signed_in(client: Client, user: User) -> Client:
     client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def connected_user(user: User) -> User:
+    """A user who connected OpenRouter (the sandbox) through the real PKCE flow."""
+    return connect_user(user)
+
+
+@pytest.fixture
+def connected_client(client: Client, connected_user: User) -> Client:
+    client.force_login(connected_user)
     return client

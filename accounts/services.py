@@ -1,0 +1,142 @@
+"""What happens to a user's OpenRouter key: stored encrypted, used, revoked.
+
+``api_key_for`` is the one function that returns a plain key, and only to code that is about to
+send it to OpenRouter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.cache import cache
+from django.db import transaction
+from django.views.decorators.debug import sensitive_variables
+
+from accounts import crypto
+from accounts.models import OpenRouterKey, User
+from openrouter import client
+from openrouter.errors import OpenRouterError
+
+
+class NotConnected(Exception):
+    """The user has no OpenRouter key stored."""
+
+    message = "Connect your OpenRouter account first."
+
+
+def key_hint(plain: str) -> str:
+    """``sk-or-v1-…9f3a``: enough to recognise a key, far too little to use it."""
+    prefix = "sk-or-v1-" if plain.startswith("sk-or-v1-") else plain[:3]
+    return f"{prefix}…{plain[-4:]}"
+
+
+@sensitive_variables("plain_key")
+def api_key_store(
+    *, user: User, plain_key: str, source: str, label: str = "", openrouter_user_id: str = ""
+) -> OpenRouterKey:
+    """Store (or replace) the user's key, encrypted."""
+    with transaction.atomic():
+        record, _ = OpenRouterKey.objects.update_or_create(
+            user=user,
+            defaults={
+                "encrypted_key": crypto.encrypt(plain_key),
+                "hint": key_hint(plain_key),
+                "key_hash": hashlib.sha256(plain_key.encode()).hexdigest(),
+                "label": label,
+                "source": source,
+                "openrouter_user_id": openrouter_user_id or "",
+            },
+        )
+    credits_forget(user=user)
+    return record
+
+
+def api_key_delete(*, user: User) -> bool:
+    deleted, _ = OpenRouterKey.objects.filter(user=user).delete()
+    credits_forget(user=user)
+    return deleted > 0
+
+
+@sensitive_variables()
+def api_key_for(*, user: User | int) -> str:
+    """The user's plain key, for a request to OpenRouter. Raises ``NotConnected``."""
+    user_id = user if isinstance(user, int) else user.pk
+    record = OpenRouterKey.objects.filter(user_id=user_id).only("encrypted_key").first()
+    if record is None:
+        raise NotConnected
+    return crypto.decrypt(record.encrypted_key)
+
+
+aapi_key_for = sync_to_async(api_key_for)
+
+
+def api_key_rotate_all() -> int:
+    """Re-encrypt every stored key under the first FIELD_ENCRYPTION_KEYS key."""
+    count = 0
+    for record in OpenRouterKey.objects.only("pk", "encrypted_key").iterator():
+        OpenRouterKey.objects.filter(pk=record.pk).update(
+            encrypted_key=crypto.rotate(record.encrypted_key)
+        )
+        count += 1
+    return count
+
+
+class KeyRejected(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@sensitive_variables("plain_key")
+def api_key_paste(*, user: User, plain_key: str) -> OpenRouterKey:
+    """Store a key the user pasted, after OpenRouter confirmed it works (``/key``)."""
+    plain_key = plain_key.strip()
+    if not plain_key.startswith("sk-or-") or not 20 <= len(plain_key) <= 200 or " " in plain_key:
+        raise KeyRejected("That does not look like an OpenRouter key (they start with sk-or-).")
+    try:
+        info = client.key_info(plain_key)
+    except OpenRouterError as exc:
+        if exc.status in {401, 403}:
+            raise KeyRejected(
+                "OpenRouter did not accept this key. Check it and try again."
+            ) from exc
+        raise KeyRejected(f"Could not check the key: {exc.message}") from exc
+    record = api_key_store(
+        user=user,
+        plain_key=plain_key,
+        source=OpenRouterKey.Source.PASTED,
+        label=str(info.get("label") or ""),
+    )
+    cache.set(_credits_cache_key(user.pk), info, CREDITS_CACHE_SECONDS)
+    return record
+
+
+CREDITS_CACHE_SECONDS = 60
+
+
+def _credits_cache_key(user_id: int) -> str:
+    return f"openrouter:credits:{user_id}"
+
+
+def credits_cached(*, user: User) -> dict[str, Any] | None:
+    """The last ``/key`` figures for this user, if fetched within the last minute."""
+    return cache.get(_credits_cache_key(user.pk))
+
+
+def credits_fetch(*, user: User) -> dict[str, Any]:
+    """``/key`` figures (label, limit, limit_remaining, usage_*), cached briefly per user.
+
+    A short read timeout: the account page asks for these in the background and must never
+    wait long on a slow OpenRouter. The cache holds the figures only, never the key.
+    """
+    info = credits_cached(user=user)
+    if info is None:
+        info = client.key_info(api_key_for(user=user), read_timeout=5.0)
+        cache.set(_credits_cache_key(user.pk), info, CREDITS_CACHE_SECONDS)
+    return info
+
+
+def credits_forget(*, user: User) -> None:
+    cache.delete(_credits_cache_key(user.pk))

@@ -1,0 +1,125 @@
+"""The one error family for everything that goes wrong upstream, in words a user can act on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CREDITS_URL = "https://openrouter.ai/settings/credits"
+
+# Statuses worth trying again later: the request itself was fine.
+RETRYABLE = {408, 429, 500, 502, 503, 504}
+
+
+class OpenRouterError(Exception):
+    """A failed call to OpenRouter.
+
+    ``status`` is the upstream HTTP status or error code (``None`` for a network failure or a
+    timeout), ``message`` a sentence for the user, ``detail`` what OpenRouter itself said,
+    ``retryable`` whether the same request may succeed later, ``retry_after`` seconds to wait
+    when OpenRouter said so.
+    """
+
+    def __init__(
+        self,
+        status: int | None,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        detail: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.detail = detail
+
+    def __repr__(self) -> str:
+        return f"OpenRouterError(status={self.status!r}, message={self.message!r})"
+
+    @property
+    def code(self) -> str:
+        """A short label for storage and logs: the status, or the kind of network failure."""
+        return str(self.status) if self.status is not None else "network"
+
+    @classmethod
+    def from_status(
+        cls,
+        status: int,
+        detail: str = "",
+        *,
+        retry_after: float | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> OpenRouterError:
+        return cls(
+            status,
+            _sentence(status, detail, retry_after, metadata or {}),
+            retryable=status in RETRYABLE,
+            retry_after=retry_after,
+            detail=detail,
+        )
+
+    @classmethod
+    def network(cls, detail: str = "") -> OpenRouterError:
+        return cls(
+            None,
+            "Could not reach OpenRouter. Check the connection and try again.",
+            retryable=True,
+            detail=detail,
+        )
+
+    @classmethod
+    def timeout(cls, detail: str = "") -> OpenRouterError:
+        return cls(
+            408, "OpenRouter did not answer in time. Try again.", retryable=True, detail=detail
+        )
+
+    @classmethod
+    def bad_response(cls, detail: str = "") -> OpenRouterError:
+        return cls(
+            502,
+            "OpenRouter sent a response we could not read. Try again or pick another model.",
+            retryable=True,
+            detail=detail,
+        )
+
+
+def _later(retry_after: float | None) -> str:
+    return f"in {retry_after:g} s" if retry_after else "in a moment"
+
+
+def _sentence(status: int, detail: str, retry_after: float | None, metadata: dict[str, Any]) -> str:
+    if status == 400:
+        said = f": {detail}" if detail else ""
+        return f"OpenRouter could not accept this request{said}."
+    if status == 401:
+        return "Your OpenRouter key was not accepted. Reconnect your OpenRouter account."
+    if status == 402:
+        return f"Your OpenRouter credits are used up — add credits at {CREDITS_URL}"
+    if status == 403:
+        reasons = metadata.get("reasons")
+        why = f" ({', '.join(map(str, reasons))})" if isinstance(reasons, list) and reasons else ""
+        return (
+            f"OpenRouter refused this request{why}: the key is disabled, its credit limit "
+            "is reached, or moderation blocked the input."
+        )
+    if status == 404:
+        return "OpenRouter does not offer this (404). Check the model or the upstream address."
+    if status == 408:
+        return "The model took too long to answer. Try again."
+    if status == 429:
+        return (
+            f"OpenRouter is rate-limiting these requests — try again {_later(retry_after)}. "
+            "Free (:free) models have tight limits; a paid variant avoids them."
+        )
+    if status == 451:
+        return "The model's moderation flagged this input, so it was not sent."
+    if status == 502:
+        return "The model is down or sent an invalid response. Try again or pick another model."
+    if status == 503:
+        return (
+            f"No provider can serve this model right now. Try again {_later(retry_after)} "
+            "or pick another model."
+        )
+    return f"OpenRouter answered with an unexpected error (HTTP {status}). Try again later."

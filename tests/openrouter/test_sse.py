@@ -1,0 +1,115 @@
+"""The stream reader is correct however the bytes are split on the wire."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from openrouter import client
+from openrouter.streaming import (
+    Failed,
+    Finished,
+    Interrupted,
+    StreamEvent,
+    TextDelta,
+    Usage,
+    parse_stream,
+)
+
+# Edge cases of the SSE format and of OpenRouter's habits, in one stream: comments, CRLF, a
+# multi-line data field, a chunk with empty choices, a usage-only chunk, and multi-byte UTF-8.
+EDGES = (
+    b": OPENROUTER PROCESSING\r\n\r\n"
+    b'data: {"id":"gen-1","model":"m/x","choices":[{"delta":{"role":"assistant","content":""}}]}\n\n'
+    b'data: {"id":"gen-1","model":"m/x","choices":[{"delta":{"content":"h\xc3\xa9llo \xe2\x9c\x93 "}}]}\r\n\r\n'
+    b": keep-alive\n\n"
+    b'data: {"id":"gen-1","model":"m/x",\ndata: "choices":[{"delta":{"content":"\xf0\x9f\x9a\x80 done"}}]}\n\n'
+    b'data: {"id":"gen-1","choices":[]}\n\n'
+    b'data: {"id":"gen-1","choices":[{"delta":{},"finish_reason":"stop"}]}\n\n'
+    b'data: {"id":"gen-1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,'
+    b'"total_tokens":7,"cost":0.00012}}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+class Chunks(httpx.AsyncByteStream):
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+
+
+async def read(chunks: list[bytes]) -> list[StreamEvent]:
+    response = httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, stream=Chunks(chunks)
+    )
+    return [event async for event in parse_stream(response)]
+
+
+async def test_edge_cases_parse_to_the_expected_events() -> None:
+    assert await read([EDGES]) == [
+        TextDelta("héllo ✓ "),
+        TextDelta("🚀 done"),
+        Usage(prompt_tokens=3, completion_tokens=4, total_tokens=7, cost=0.00012),
+        Finished("stop", "m/x", "gen-1"),
+    ]
+
+
+async def test_split_at_every_byte_offset_the_events_are_the_same() -> None:
+    expected = await read([EDGES])
+    for offset in range(1, len(EDGES)):
+        assert await read([EDGES[:offset], EDGES[offset:]]) == expected, offset
+
+
+async def test_one_byte_at_a_time_the_events_are_the_same() -> None:
+    assert await read([EDGES[i : i + 1] for i in range(len(EDGES))]) == await read([EDGES])
+
+
+async def test_a_recorded_sandbox_stream_split_anywhere_gives_the_same_events(
+    api_key: str, sandbox_url: str
+) -> None:
+    response = await client.async_client().post(
+        client.api_url("chat/completions"),
+        headers=client.headers(api_key),
+        json={
+            "messages": [{"role": "user", "content": "python code"}],
+            "stream": True,
+            "max_tokens": 60,
+        },
+    )
+    recorded = response.content
+    assert recorded.startswith(b":")  # OpenRouter's processing comment comes first
+    expected = await read([recorded])
+    assert isinstance(expected[-1], Finished)
+    for offset in range(1, len(recorded), 7):
+        assert await read([recorded[:offset], recorded[offset:]]) == expected, offset
+
+
+async def test_an_end_without_done_is_interrupted() -> None:
+    events = await read([EDGES.replace(b"data: [DONE]\n\n", b"")])
+    assert isinstance(events[-1], Interrupted)
+    assert not any(isinstance(e, Finished) for e in events)
+
+
+async def test_an_error_chunk_fails_after_the_text_that_came_before() -> None:
+    stream = (
+        b'data: {"id":"g","choices":[{"delta":{"content":"partial"}}]}\n\n'
+        b'data: {"id":"g","error":{"code":502,"message":"Provider returned error",'
+        b'"metadata":{"error_type":"provider_unavailable"}},'
+        b'"choices":[{"delta":{"content":""},"finish_reason":"error"}]}\n\n'
+    )
+    events = await read([stream])
+    assert events[0] == TextDelta("partial")
+    assert isinstance(events[1], Failed)
+    assert events[1].error.status == 502
+    assert len(events) == 2
+
+
+@pytest.mark.parametrize("garbage", [b"data: {not json}\n\n", b"data: [1,2]\n\n", b"data:\n\n"])
+async def test_odd_chunks_are_skipped_not_fatal(garbage: bytes) -> None:
+    events = await read([garbage + EDGES])
+    assert events == await read([EDGES])
