@@ -6,6 +6,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
+from django_ratelimit.decorators import ratelimit
 
 from accounts import services
 from accounts.connect import ConnectError, connect_complete, connect_start, connect_take_state
@@ -61,6 +62,8 @@ def credits(request: AuthedRequest) -> JsonResponse:
 
 @login_required
 @require_GET
+@ratelimit(key="user", rate="10/m")
+@ratelimit(key="ip", rate="30/m")
 def connect(request: AuthedRequest) -> HttpResponse:
     url = connect_start(
         session=request.session,
@@ -95,6 +98,8 @@ def callback(request: AuthedRequest) -> HttpResponse:
 @sensitive_post_parameters("key")
 @login_required
 @require_POST
+@ratelimit(key="user", rate="5/m")
+@ratelimit(key="ip", rate="20/m")
 def paste_key(request: AuthedRequest) -> HttpResponse:
     form = PasteKeyForm(request.POST)
     if form.is_valid():

@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "csp",
+    "django_ratelimit",
     "accounts",
     "chat",
     "generations",
@@ -101,6 +102,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "django_ratelimit.middleware.RatelimitMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -252,6 +254,10 @@ OPENROUTER_READ_TIMEOUT = envfloat("OPENROUTER_READ_TIMEOUT", 60.0)
 # How long a stream may stay silent between chunks before it counts as stalled.
 OPENROUTER_STREAM_IDLE_TIMEOUT = envfloat("OPENROUTER_STREAM_IDLE_TIMEOUT", 120.0)
 OPENROUTER_GENERATION_TIMEOUT = envfloat("OPENROUTER_GENERATION_TIMEOUT", 600.0)
+
+# django-ratelimit counts in the shared Redis cache; refusals render config.errors.ratelimited.
+RATELIMIT_VIEW = "config.errors.ratelimited"
+RATELIMIT_ENABLE = envbool("RATELIMIT_ENABLE", True)
 
 # Chat
 CHAT_MAX_MESSAGE_CHARS = envint("CHAT_MAX_MESSAGE_CHARS", 32_000)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import redis
 from django.test import Client
 
 from accounts.models import User
@@ -40,3 +41,13 @@ def connected_user(user: User) -> User:
 def connected_client(client: Client, connected_user: User) -> Client:
     client.force_login(connected_user)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    """Every test starts with no rate-limit counts (all tests share one client IP)."""
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    keys = list(client.scan_iter(match="*rl:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()

@@ -168,3 +168,67 @@ def start_sandbox(token_delay: float = 0.001, generation_delay: float = 0.3) -> 
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: httpx.get(f"{url}/api/v1/models").status_code == 200, "the sandbox")
     return service, url
+
+
+def test_database_env() -> dict[str, str]:
+    """Environment for a child process that must use the test database pytest-django made."""
+    from django.db import connection
+
+    url = os.environ["DATABASE_URL"]
+    return {"DATABASE_URL": url.rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]}
+
+
+def start_web(env: dict[str, str] | None = None) -> tuple[Service, str]:
+    """The ASGI server exactly as `make run` starts it (see Procfile)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    service = Service(
+        "web",
+        [
+            str(Path(PYTHON).parent / "uvicorn"),
+            "config.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--ws",
+            "websockets",
+            "--lifespan",
+            "off",
+            "--no-access-log",
+        ],
+        env={"SITE_URL": url, **(env or {})},
+    )
+    wait_for(lambda: httpx.get(f"{url}/healthz").status_code == 200, "the web server", 60)
+    return service, url
+
+
+def start_worker(env: dict[str, str] | None = None, name: str = "worker") -> Service:
+    """A real Celery worker (one process) consuming the suite's Redis broker."""
+    service = Service(
+        name,
+        [
+            str(Path(PYTHON).parent / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env=env,
+    )
+    wait_for(lambda: "ready." in service.log() or not service.alive(), "the Celery worker", 60)
+    if not service.alive():
+        raise RuntimeError(f"the Celery worker died:\n{service.log()}")
+    return service
