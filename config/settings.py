@@ -258,6 +258,9 @@ OPENROUTER_GENERATION_TIMEOUT = envfloat("OPENROUTER_GENERATION_TIMEOUT", 600.0)
 # django-ratelimit counts in the shared Redis cache; refusals render config.errors.ratelimited.
 RATELIMIT_VIEW = "config.errors.ratelimited"
 RATELIMIT_ENABLE = envbool("RATELIMIT_ENABLE", True)
+# django-ratelimit only knows django-redis by name; Django's own RedisCache has the atomic incr
+# and expiry it relies on.
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
 
 # Chat
 CHAT_MAX_MESSAGE_CHARS = envint("CHAT_MAX_MESSAGE_CHARS", 32_000)
