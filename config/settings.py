@@ -214,7 +214,13 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+        # redis-py 8 defaults to a 5 s socket timeout, the same as channels_redis's blocking
+        # read, so idle consumers would crash (redis/redis-py#4091): give reads more room.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            "capacity": 1500,
+            "expiry": 30,
+        },
     }
 }
 CACHES = {
@@ -234,7 +240,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = GENERATION_TIME_LIMIT
-CELERY_TASK_SOFT_TIME_LIMIT = GENERATION_TIME_LIMIT - max(5, GENERATION_TIME_LIMIT // 20)
+# The soft limit leaves the task a moment to record its failure before the hard kill.
+CELERY_TASK_SOFT_TIME_LIMIT = max(1, GENERATION_TIME_LIMIT - max(1, GENERATION_TIME_LIMIT // 20))
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", GENERATION_TIME_LIMIT + 300),
 }

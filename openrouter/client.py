@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -96,24 +97,23 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(body: bytes) -> Any:
     # Long-running upstreams pad their body with whitespace keep-alives; json.loads skips them.
     try:
-        return json.loads(response.content)
+        return json.loads(body)
     except ValueError as exc:
-        raise OpenRouterError.bad_response(f"not JSON: {response.text[:200]!r}") from exc
+        raise OpenRouterError.bad_response(f"not JSON: {body[:200]!r}") from exc
 
 
-def error_from(response: httpx.Response) -> OpenRouterError:
+def error_from(response: httpx.Response, body: bytes | None = None) -> OpenRouterError:
     """The error an unsuccessful response stands for, from its status and its JSON body."""
     detail = ""
     metadata: dict[str, Any] = {}
     try:
-        body = json.loads(response.content)
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            error = chunk_error(body["error"])
-            detail = error.detail
-            metadata = body["error"].get("metadata") or {}
+        parsed = json.loads(response.content if body is None else body)
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            detail = chunk_error(parsed["error"]).detail
+            metadata = parsed["error"].get("metadata") or {}
     except ValueError:
         detail = response.reason_phrase
     return OpenRouterError.from_status(
@@ -121,10 +121,11 @@ def error_from(response: httpx.Response) -> OpenRouterError:
     )
 
 
-def _checked(response: httpx.Response) -> Any:
+def _checked(response: httpx.Response, body: bytes | None = None) -> Any:
+    body = response.content if body is None else body
     if response.status_code != 200:
-        raise error_from(response)
-    return _json(response)
+        raise error_from(response, body)
+    return _json(body)
 
 
 @contextmanager
@@ -251,23 +252,34 @@ class MediaOutput:
     url: str | None = None
 
 
-def generate_object(api_key: str, payload: dict[str, Any]) -> list[MediaOutput]:
-    """``POST /objects/generations``; may take minutes. A 404 means the upstream has no 3D."""
-    try:
-        data = request(
+def generate_object(
+    api_key: str, payload: dict[str, Any], *, max_bytes: int = 256 * 1024 * 1024
+) -> list[MediaOutput]:
+    """``POST /objects/generations``; may take minutes. A 404 means the upstream has no 3D.
+
+    The upstream pads a long wait with whitespace keep-alives, which reset a read timeout, so
+    the whole call is also bounded by ``OPENROUTER_GENERATION_TIMEOUT`` in total.
+    """
+    limit = settings.OPENROUTER_GENERATION_TIMEOUT
+    with (
+        _translated(),
+        sync_client().stream(
             "POST",
-            "objects/generations",
-            api_key=api_key,
+            api_url("objects/generations"),
+            headers=headers(api_key),
             json=payload,
-            read_timeout=settings.OPENROUTER_GENERATION_TIMEOUT,
+            timeout=timeouts(limit),
+        ) as response,
+    ):
+        body = _read_bounded(response, max_bytes=max_bytes, deadline=time.monotonic() + limit)
+    if response.status_code == 404:
+        raise OpenRouterError(
+            404, "The configured OpenRouter upstream does not offer 3D generation."
         )
-    except OpenRouterError as exc:
-        if exc.status == 404:
-            raise OpenRouterError(
-                404, "The configured OpenRouter upstream does not offer 3D generation."
-            ) from exc
-        raise
+    data = _checked(response, body)
     outputs = data.get("generations") if isinstance(data, dict) else None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        raise chunk_error(data["error"])  # an error reported after the 200 keep-alives
     if not isinstance(outputs, list) or not outputs:
         raise OpenRouterError.bad_response("no generations in the response")
     return [
@@ -275,6 +287,21 @@ def generate_object(api_key: str, payload: dict[str, Any]) -> list[MediaOutput]:
         for item in outputs
         if isinstance(item, dict) and (item.get("uri") or item.get("url"))
     ]
+
+
+TOO_LARGE = "A generated file was larger than the allowed size."
+
+
+def _read_bounded(response: httpx.Response, *, max_bytes: int, deadline: float) -> bytes:
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise OpenRouterError(413, TOO_LARGE)
+        if time.monotonic() > deadline:
+            raise OpenRouterError.timeout("total deadline passed")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def decode_uri(uri: str) -> bytes:
@@ -320,17 +347,10 @@ def download(url: str, *, max_bytes: int, allow_private: bool = False) -> bytes:
                 url = str(response.url.join(response.headers["location"]))
                 continue
             if response.status_code != 200:
-                raise error_from(response)
-            declared = int(response.headers.get("content-length") or 0)
-            if declared > max_bytes:
-                raise OpenRouterError(413, "A generated file was larger than the allowed size.")
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise OpenRouterError(413, "A generated file was larger than the allowed size.")
-                chunks.append(chunk)
-            return b"".join(chunks)
+                raise error_from(response, response.read())
+            if int(response.headers.get("content-length") or 0) > max_bytes:
+                raise OpenRouterError(413, TOO_LARGE)
+            return _read_bounded(response, max_bytes=max_bytes, deadline=time.monotonic() + 60)
     raise OpenRouterError(400, "Too many redirects while downloading an output.")
 
 
@@ -338,7 +358,7 @@ def fetch_output(output: MediaOutput, *, max_bytes: int, allow_private: bool = F
     """The bytes of one output, from its ``uri`` when present, else from its ``url``."""
     if output.uri:
         if len(output.uri) > max_bytes * 4 // 3 + 1024:
-            raise OpenRouterError(413, "A generated file was larger than the allowed size.")
+            raise OpenRouterError(413, TOO_LARGE)
         return decode_uri(output.uri)
     assert output.url
     return download(output.url, max_bytes=max_bytes, allow_private=allow_private)

@@ -53,12 +53,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 _failed = pytest.StashKey[bool]()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
-    """The whole product on free ports, using the test database; yields its base URL."""
+    """The whole product on free ports, using the test database; yields its base URL.
+
+    It has a Redis of its own, so its worker never takes jobs queued by other tests.
+    """
+    redis, redis_url = services.start_redis()
     sandbox, sandbox_url = services.start_sandbox(token_delay=0.03, generation_delay=2.0)
-    env = {**services.test_database_env(), "OPENROUTER_URL": sandbox_url}
-    started = [sandbox]
+    env = {**services.test_database_env(), "OPENROUTER_URL": sandbox_url, "REDIS_URL": redis_url}
+    started = [redis, sandbox]
     try:
         worker = services.start_worker(env)
         started.append(worker)

@@ -120,3 +120,19 @@ def test_the_body_may_start_with_whitespace_keep_alives(api_key: str, sandbox_ur
     )
     assert response.content[:1].isspace()  # the sandbox pads like the historical runner
     assert client.generate_object(api_key, payload("a cube"))  # and we read it anyway
+
+
+@override_settings(OPENROUTER_GENERATION_TIMEOUT=1.5)
+def test_keep_alives_cannot_stretch_a_stalled_generation_past_the_total_limit(
+    api_key: str,
+) -> None:
+    with pytest.raises(OpenRouterError) as error:
+        client.generate_object(api_key, payload("a chair", model="sandbox/stall"))
+    assert error.value.retryable
+    assert "did not answer in time" in error.value.message
+
+
+def test_an_error_after_the_keep_alives_is_reported(api_key: str) -> None:
+    with pytest.raises(OpenRouterError) as error:
+        client.generate_object(api_key, payload("a chair", model="sandbox/midstream-error"))
+    assert error.value.status == 502
