@@ -5,4 +5,9 @@ from generations import views
 app_name = "generations"
 urlpatterns = [
     path("", views.index, name="index"),
+    path("new/", views.create, name="create"),
+    path("<int:pk>/", views.detail, name="detail"),
+    path("<int:pk>/outputs/<int:index>/", views.output, name="output"),
+    path("<int:pk>/retry/", views.retry, name="retry"),
+    path("<int:pk>/delete/", views.delete, name="delete"),
 ]

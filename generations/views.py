@@ -1,8 +1,110 @@
+"""Pages of the 3D generations: gallery and form, detail with the viewer, downloads, actions.
+
+Everything is looked up through the signed-in user: anyone else — signed out included — gets a
+404 for a generation or a file that is not theirs, never a hint that it exists.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.http import AuthedRequest
+from accounts.models import OpenRouterKey
+from generations import services
+from generations.forms import GenerationForm
+from generations.models import Generation, GenerationOutput
+
+PAGE_SIZE = 24
 
 
 @login_required
-def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "generations/index.html")
+def index(request: AuthedRequest) -> HttpResponse:
+    return _gallery(request, GenerationForm())
+
+
+@require_POST
+@login_required
+def create(request: AuthedRequest) -> HttpResponse:
+    form = GenerationForm(request.POST)
+    if not _connected(request):
+        messages.error(request, "Connect your OpenRouter account first.")
+        return redirect("generations:index")
+    if not form.is_valid():
+        return _gallery(request, form, status=400)
+    try:
+        generation = services.generation_start(user=request.user, **form.cleaned_data)
+    except services.GenerationLimitReached as exc:
+        form.add_error(None, exc.message)
+        return _gallery(request, form, status=429)
+    return redirect(generation)
+
+
+def detail(request: HttpRequest, pk: int) -> HttpResponse:
+    generation = _own(request, pk)
+    return render(request, "generations/detail.html", {"generation": generation})
+
+
+def output(request: HttpRequest, pk: int, index: int) -> FileResponse:
+    """The stored file, to its owner only. An attachment unless ``?inline=1`` asks for the
+    viewer's copy, which is granted only to files the viewer can draw."""
+    if not request.user.is_authenticated:
+        raise Http404
+    item = get_object_or_404(
+        GenerationOutput, generation_id=pk, generation__user_id=request.user.pk, index=index
+    )
+    inline = request.GET.get("inline") == "1" and item.viewable
+    try:
+        handle = item.file.open("rb")
+    except FileNotFoundError:
+        raise Http404 from None
+    response = FileResponse(
+        handle,
+        as_attachment=not inline,
+        filename=item.download_name,
+        content_type=item.content_type,
+    )
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@require_POST
+def retry(request: HttpRequest, pk: int) -> HttpResponse:
+    generation = _own(request, pk)
+    try:
+        if services.generation_retry(generation=generation):
+            messages.success(request, "Trying again.")
+        else:
+            messages.info(request, "Only a failed generation can be retried.")
+    except services.GenerationLimitReached as exc:
+        messages.error(request, exc.message)
+    return redirect(generation)
+
+
+@require_POST
+def delete(request: HttpRequest, pk: int) -> HttpResponse:
+    services.generation_delete(generation=_own(request, pk))
+    messages.success(request, "Generation deleted, with its files.")
+    return redirect("generations:index")
+
+
+def _own(request: HttpRequest, pk: int) -> Generation:
+    if not request.user.is_authenticated:
+        raise Http404
+    queryset = Generation.objects.filter(user=request.user).prefetch_related("outputs")
+    return get_object_or_404(queryset, pk=pk)
+
+
+def _connected(request: AuthedRequest) -> bool:
+    return OpenRouterKey.objects.filter(user=request.user).exists()
+
+
+def _gallery(request: AuthedRequest, form: GenerationForm, status: int = 200) -> HttpResponse:
+    generations = Generation.objects.filter(user=request.user).prefetch_related("outputs")
+    page = Paginator(generations, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"form": form, "page": page, "connected": _connected(request)}
+    return render(request, "generations/index.html", context, status=status)

@@ -1,0 +1,70 @@
+"""The form that starts a generation: every bound checked here, in words a person reads."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.validators import RegexValidator
+
+from generations.models import DEFAULT_MODEL, Generation
+
+MAX_PROMPT_CHARS = 1000
+MAX_STEPS = 256
+MAX_OUTPUTS = 4
+
+model_id = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._\-]*/[A-Za-z0-9][A-Za-z0-9._\-:]*$",
+    "Enter a model id like openai/shap-e: letters, digits, '.', '-' and '_' around one '/'.",
+)
+
+
+class GenerationForm(forms.Form):
+    prompt = forms.CharField(
+        max_length=MAX_PROMPT_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "a chair shaped like an avocado"}),
+        error_messages={
+            "required": "Describe the object you want.",
+            "max_length": f"Keep the description under {MAX_PROMPT_CHARS} characters "
+            "(it has %(show_value)d).",
+        },
+    )
+    model = forms.CharField(
+        max_length=200,
+        initial=DEFAULT_MODEL,
+        validators=[model_id],
+        required=False,
+        help_text=f"An OpenRouter model that makes 3D objects; blank means {DEFAULT_MODEL}.",
+    )
+    num_inference_steps = forms.IntegerField(
+        label="Inference steps",
+        initial=32,
+        min_value=1,
+        max_value=MAX_STEPS,
+        help_text="More steps: finer detail, slower.",
+        error_messages={
+            "required": "Enter the number of inference steps.",
+            "invalid": "Inference steps must be a whole number.",
+            "min_value": "Use at least 1 inference step.",
+            "max_value": f"Use at most {MAX_STEPS} inference steps.",
+        },
+    )
+    num_outputs = forms.IntegerField(
+        label="Number of objects",
+        initial=1,
+        min_value=1,
+        max_value=MAX_OUTPUTS,
+        error_messages={
+            "required": "Enter how many objects to make.",
+            "invalid": "The number of objects must be a whole number.",
+            "min_value": "Make at least 1 object.",
+            "max_value": f"Make at most {MAX_OUTPUTS} objects at a time.",
+        },
+    )
+    extension = forms.ChoiceField(
+        label="Format",
+        choices=Generation.Extension.choices,
+        initial=Generation.Extension.PLY,
+        error_messages={"invalid_choice": "Pick PLY or GLB as the format."},
+    )
+
+    def clean_model(self) -> str:
+        return str(self.cleaned_data.get("model") or DEFAULT_MODEL)

@@ -1,0 +1,181 @@
+"""3D generations: what a user asked for, where its run stands, and the files it produced.
+
+State changes are pure methods (no I/O): each sets its fields and returns their names, so a
+service can save them conditionally — only while its own claim still holds (see services.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+DEFAULT_MODEL = "openai/shap-e"
+
+
+class Generation(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Extension(models.TextChoices):
+        PLY = "ply", "PLY"
+        GLB = "glb", "GLB (binary glTF)"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations"
+    )
+    prompt = models.TextField(max_length=1000)
+    model = models.CharField(max_length=200, default=DEFAULT_MODEL)
+    num_inference_steps = models.PositiveSmallIntegerField(default=32)
+    num_outputs = models.PositiveSmallIntegerField(default=1)
+    extension = models.CharField(max_length=3, choices=Extension.choices, default=Extension.PLY)
+
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    # The latest thing worth telling the user while it runs ("Waiting for OpenRouter…").
+    progress = models.CharField(max_length=300, blank=True)
+    error_code = models.CharField(max_length=20, blank=True)  # upstream status or a short label
+    error_message = models.TextField(blank=True)  # one sentence for the user
+    attempts = models.PositiveSmallIntegerField(default=0)  # claims by a worker in this run
+
+    # The current claim: a fresh token per attempt, so that only its holder can save results.
+    claim_token = models.CharField(max_length=32, blank=True, editable=False)
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"]),
+            models.Index(fields=["state", "claimed_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.prompt[:60]}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("generations:detail", args=[self.pk])
+
+    # --- reading ------------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> bool:
+        return self.state in (self.State.QUEUED, self.State.RUNNING)
+
+    @property
+    def duration(self) -> timedelta | None:
+        """Time taken from the first pick-up to the end (automatic retries included)."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def claim_expired(self, now: datetime, lease: timedelta) -> bool:
+        return self.claimed_at is None or self.claimed_at <= now - lease
+
+    # --- state changes (pure) -----------------------------------------------------------------
+
+    def mark_running(self, *, token: str, now: datetime) -> list[str]:
+        self.state = self.State.RUNNING
+        self.claim_token = token
+        self.claimed_at = now
+        self.started_at = self.started_at or now
+        self.attempts += 1
+        self.progress = "Waiting for OpenRouter to make the object…"
+        return ["state", "claim_token", "claimed_at", "started_at", "attempts", "progress"]
+
+    def mark_waiting(self, *, progress: str) -> list[str]:
+        """Back in the queue for an automatic retry; the claim is released."""
+        self.state = self.State.QUEUED
+        self.progress = progress
+        return ["state", "progress"]
+
+    def mark_succeeded(self, *, now: datetime) -> list[str]:
+        self.state = self.State.SUCCEEDED
+        self.finished_at = now
+        self.progress = ""
+        self.error_code = self.error_message = ""
+        return ["state", "finished_at", "progress", "error_code", "error_message"]
+
+    def mark_failed(self, code: str, message: str, *, now: datetime) -> list[str]:
+        self.state = self.State.FAILED
+        self.error_code = code[:20]
+        self.error_message = message
+        self.finished_at = now
+        self.progress = ""
+        return ["state", "error_code", "error_message", "finished_at", "progress"]
+
+    def mark_queued(self) -> list[str]:
+        """A fresh run asked for by a person (the retry button): the past run is forgotten."""
+        self.state = self.State.QUEUED
+        self.error_code = self.error_message = self.progress = ""
+        self.attempts = 0
+        self.started_at = self.finished_at = self.claimed_at = None
+        fields = ["state", "error_code", "error_message", "progress", "attempts"]
+        return [*fields, "started_at", "finished_at", "claimed_at"]
+
+
+def output_path(output: GenerationOutput, filename: str) -> str:
+    generation = output.generation
+    return str(PurePosixPath(generation_folder(generation)) / filename)
+
+
+def generation_folder(generation: Generation) -> str:
+    """Where a generation's files live in storage; nothing else is ever stored there."""
+    return f"generations/{generation.user_id}/{generation.pk}"
+
+
+class GenerationOutput(models.Model):
+    """One stored file. ``(generation, index)`` is unique: a redone job cannot store it twice."""
+
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="outputs")
+    index = models.PositiveSmallIntegerField()
+    file = models.FileField(upload_to=output_path, max_length=300)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    content_type = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["generation", "index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["generation", "index"], name="generation_output_once_per_index"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"output {self.number} of generation #{self.generation_id}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("generations:output", args=[self.generation_id, self.index])
+
+    @property
+    def number(self) -> int:
+        """1-based, for people."""
+        return self.index + 1
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS.get(self.content_type, "bin")
+
+    @property
+    def viewable(self) -> bool:
+        """Whether the in-browser viewer can draw it (and it may be served inline)."""
+        return self.content_type in EXTENSIONS
+
+    @property
+    def download_name(self) -> str:
+        return f"generation-{self.generation_id}-{self.number}.{self.extension}"
+
+
+PLY_TYPE = "application/x-ply"
+GLB_TYPE = "model/gltf-binary"
+EXTENSIONS = {PLY_TYPE: "ply", GLB_TYPE: "glb"}

@@ -1,0 +1,498 @@
+"""What happens to a 3D generation: started, run by a worker, retried, swept, deleted.
+
+How a job runs exactly once, even when workers die
+---------------------------------------------------
+Celery runs ``run_generation`` with late acknowledgement: a message is acknowledged only when the
+task returns, so a worker killed mid-task (``kill -9``, the OOM killer) leaves its message to be
+delivered again — by Redis once the visibility timeout has passed, or at once when the pool saw
+its child die (``task_reject_on_worker_lost``). Such a redelivery finds the row ``running``.
+
+Every attempt therefore *claims* the row with a compare-and-swap UPDATE on ``(state,
+claim_token)`` that writes a fresh token. A row is claimable when it is ``queued``, or when it is
+``running`` under a claim older than ``GENERATION_TIME_LIMIT``: Celery's prefork pool (as
+deployed) kills any attempt at that hard limit, so such a claim belongs to a dead attempt and may
+be taken over. A delivery that finds
+a younger claim does not run; it looks again once that claim has expired (a duplicate delivery
+while the holder lives is possible only if the visibility timeout were set below the time limit,
+and the holder of a live claim that died is taken over a little later). We chose a lease equal to
+the time limit over a heartbeat thread: nothing runs beside the task, and the settings already
+guarantee that Redis redelivers only after the lease has expired.
+
+Every later write of an attempt is conditional on its token, so an attempt that lost its claim
+(taken over, swept, deleted) stops at its next write and changes nothing. Outputs are unique per
+``(generation, index)``; an attempt keeps the outputs a dead one already stored and stores only
+the missing ones, each file under a name of its own, and at the end deletes any file in the
+generation's folder that no output row refers to (a file written just before a ``kill -9``). So a
+generation ends with each output stored exactly once.
+
+The sweeper fails a row still ``running`` (or waiting for an automatic retry) when not even a
+redelivery can come any more: its claim is older than the visibility timeout (when Redis
+redelivers) plus a grace period for kombu's periodic restore scan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from celery.exceptions import SoftTimeLimitExceeded
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.services import NotConnected, api_key_for
+from generations.models import (
+    EXTENSIONS,
+    GLB_TYPE,
+    PLY_TYPE,
+    Generation,
+    GenerationOutput,
+    generation_folder,
+)
+from openrouter import client as openrouter
+from openrouter.errors import OpenRouterError
+
+log = logging.getLogger(__name__)
+
+State = Generation.State
+
+# Automatic retries of transient upstream errors (408, 429, 502, 503, network), per run.
+MAX_RETRIES = 5
+# Claims per run, takeovers of dead attempts included: a job that kills its worker every time
+# (say, out of memory) is failed instead of being redelivered forever.
+MAX_ATTEMPTS = MAX_RETRIES + 3
+# A Retry-After longer than this is not waited for: the generation fails with the upstream's
+# sentence instead of holding a delayed message longer than Redis's visibility timeout allows.
+MAX_RETRY_AFTER = 300.0
+# Time for kombu's periodic scan to restore an unacknowledged message after the visibility
+# timeout (by default it scans about every 100 s).
+SWEEP_GRACE = timedelta(seconds=300)
+SNAPSHOT_SIZE = 100  # generations sent to a page when its socket (re)connects
+
+
+class GenerationLimitReached(Exception):
+    """The user may not start another generation now; ``message`` says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ClaimLost(Exception):
+    """This attempt no longer holds the generation: another attempt, the sweeper or a delete
+    changed it. The attempt stops without writing anything more."""
+
+
+# --- starting ---------------------------------------------------------------------------------
+
+
+def generation_start(
+    *,
+    user: User,
+    prompt: str,
+    model: str,
+    num_inference_steps: int,
+    num_outputs: int,
+    extension: str,
+) -> Generation:
+    """Create a queued generation and dispatch its task once the row is committed.
+
+    Raises ``GenerationLimitReached`` past the per-user caps.
+    """
+    with transaction.atomic():
+        _lock_user(user)
+        _check_limits(user)
+        generation = Generation.objects.create(
+            user=user,
+            prompt=prompt,
+            model=model,
+            num_inference_steps=num_inference_steps,
+            num_outputs=num_outputs,
+            extension=extension,
+        )
+        transaction.on_commit(lambda: generation_dispatch(generation=generation))
+    return generation
+
+
+def generation_retry(*, generation: Generation) -> bool:
+    """Run a failed generation again from scratch. False when it is not failed (any more).
+
+    Raises ``GenerationLimitReached`` past the per-user in-flight cap.
+    """
+    with transaction.atomic():
+        _lock_user(generation.user)
+        _check_limits(generation.user, count_hourly=False)
+        if not _compare_and_set(generation, {"state": State.FAILED}, generation.mark_queued()):
+            return False
+        stale = list(generation.outputs.all())
+        generation.outputs.all().delete()
+        transaction.on_commit(lambda: _files_delete(stale))
+        transaction.on_commit(lambda: generation_dispatch(generation=generation))
+    generation_notify(generation=generation)
+    return True
+
+
+def generation_dispatch(*, generation: Generation) -> None:
+    """Send the task. If the broker cannot take it, the generation fails now rather than stay
+    queued forever."""
+    from generations.tasks import run_generation  # tasks import this module
+
+    try:
+        run_generation.delay(generation.pk)
+    except Exception:
+        log.exception("could not queue generation %s", generation.pk)
+        fields = generation.mark_failed(
+            "queue", "The job could not be queued. Try again in a moment.", now=timezone.now()
+        )
+        generation.save(update_fields=fields)
+        generation_notify(generation=generation)
+
+
+def _lock_user(user: User) -> None:
+    # Serialises one user's starts, so two quick submits cannot both slip under the cap.
+    User.objects.select_for_update().filter(pk=user.pk).values_list("pk").first()
+
+
+def _check_limits(user: User, *, count_hourly: bool = True) -> None:
+    cap = settings.GENERATIONS_IN_FLIGHT_PER_USER
+    in_flight = Generation.objects.filter(user=user, state__in=[State.QUEUED, State.RUNNING])
+    if in_flight.count() >= cap:
+        raise GenerationLimitReached(
+            f"You already have {cap} generations in progress. "
+            "Wait for one to finish, then try again."
+        )
+    per_hour = settings.GENERATIONS_PER_HOUR
+    recent = Generation.objects.filter(
+        user=user, created_at__gte=timezone.now() - timedelta(hours=1)
+    )
+    if count_hourly and recent.count() >= per_hour:
+        raise GenerationLimitReached(
+            f"You have started {per_hour} generations in the last hour, the most allowed. "
+            "Try again later."
+        )
+
+
+# --- running (in a worker) --------------------------------------------------------------------
+
+
+def generation_run(*, generation_id: int, retries_left: bool) -> float | None:
+    """One attempt at a generation: claim it, ask OpenRouter, store the outputs, finish.
+
+    Returns ``None`` when there is nothing more to do for this delivery (finished, failed, gone,
+    or already done), or the number of seconds after which to look again because another
+    attempt holds a live claim. A transient upstream error with ``retries_left`` puts the
+    generation back in the queue and is re-raised for the task to retry later; any other
+    failure ends the generation ``failed`` with the upstream code and a sentence.
+    """
+    generation = generation_claim(generation_id=generation_id)
+    if generation is None:
+        return _live_claim_remaining(generation_id)
+    token = generation.claim_token
+    generation_notify(generation=generation)
+    try:
+        _produce(generation, token)
+    except ClaimLost:
+        log.info("generation %s: claim lost, attempt stopped", generation_id)
+    except NotConnected as exc:
+        _finish_failed(generation, token, "not_connected", exc.message)
+    except OpenRouterError as exc:
+        if exc.retryable and retries_left and (exc.retry_after or 0) <= MAX_RETRY_AFTER:
+            _release(generation, token, exc)
+            raise
+        _finish_failed(generation, token, exc.code, exc.message)
+    except SoftTimeLimitExceeded:
+        minutes = max(1, settings.GENERATION_TIME_LIMIT // 60)
+        message = f"The generation took longer than the {minutes}-minute limit and was stopped."
+        _finish_failed(generation, token, "timeout", message)
+    except Exception:
+        log.exception("generation %s failed unexpectedly", generation_id)
+        _finish_failed(generation, token, "internal", "Something went wrong on our side. Retry.")
+    return None
+
+
+def generation_claim(*, generation_id: int, now: datetime | None = None) -> Generation | None:
+    """Take the generation for this attempt (see the module docstring), or ``None``."""
+    now = now or timezone.now()
+    generation = Generation.objects.filter(pk=generation_id).first()
+    if generation is None or not _claimable(generation, now):
+        return None
+    previous = {"state": generation.state, "claim_token": generation.claim_token}
+    if generation.state == State.RUNNING and generation.attempts >= MAX_ATTEMPTS:
+        _give_up(generation, previous, now)
+        return None
+    if not _compare_and_set(generation, previous, generation.mark_running(token=_token(), now=now)):
+        return None  # another attempt got there first
+    if previous["state"] == State.RUNNING:
+        log.warning("generation %s: took over from a dead attempt", generation_id)
+    return generation
+
+
+def _token() -> str:
+    return uuid.uuid4().hex
+
+
+def _claimable(generation: Generation, now: datetime) -> bool:
+    if generation.state == State.QUEUED:
+        return True
+    return generation.state == State.RUNNING and generation.claim_expired(now, _lease())
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.GENERATION_TIME_LIMIT)
+
+
+def _live_claim_remaining(generation_id: int) -> float | None:
+    generation = Generation.objects.filter(pk=generation_id, state=State.RUNNING).first()
+    if generation is None or generation.claimed_at is None:
+        return None
+    expires = generation.claimed_at + _lease()
+    return max(1.0, (expires - timezone.now()).total_seconds() + 1.0)
+
+
+def _give_up(generation: Generation, previous: dict[str, str], now: datetime) -> None:
+    message = "The job was interrupted too many times (its worker stopped). Try again."
+    fields = generation.mark_failed("worker_lost", message, now=now)
+    if _compare_and_set(generation, previous, fields):
+        generation_notify(generation=generation)
+
+
+def _produce(generation: Generation, token: str) -> None:
+    api_key = api_key_for(user=generation.user_id)
+    outputs = openrouter.generate_object(api_key, generation_payload(generation=generation))
+    outputs = outputs[: generation.num_outputs]
+    if not outputs:
+        raise OpenRouterError.bad_response("no usable output in the response")
+    for index, output in enumerate(outputs):
+        _progress(generation, token, f"Storing object {index + 1} of {len(outputs)}…")
+        data = openrouter.fetch_output(
+            output,
+            max_bytes=settings.GENERATION_MAX_OUTPUT_BYTES,
+            allow_private=settings.GENERATION_ALLOW_PRIVATE_URLS,
+        )
+        output_store(generation=generation, index=index, data=data, token=token)
+    outputs_prune(generation=generation)
+    _save_claimed(generation, token, generation.mark_succeeded(now=timezone.now()))
+    generation_notify(generation=generation)
+    log.info("generation %s succeeded with %d outputs", generation.pk, len(outputs))
+
+
+def generation_payload(*, generation: Generation) -> dict[str, Any]:
+    return {
+        "prompt": generation.prompt,
+        "model": generation.model,
+        "num_inference_steps": generation.num_inference_steps,
+        "num_outputs": generation.num_outputs,
+        "extension": generation.extension,
+    }
+
+
+def _compare_and_set(generation: Generation, expected: dict[str, str], fields: list[str]) -> bool:
+    """Write ``fields`` only if the row still has the ``expected`` values — the one way a
+    generation changes state, so two writers can never both win."""
+    values = {name: getattr(generation, name) for name in fields}
+    return Generation.objects.filter(pk=generation.pk, **expected).update(**values) == 1
+
+
+def _save_claimed(generation: Generation, token: str, fields: list[str]) -> None:
+    """Save ``fields`` only while this attempt still holds its claim; else ``ClaimLost``."""
+    if not _compare_and_set(generation, {"claim_token": token, "state": State.RUNNING}, fields):
+        raise ClaimLost
+
+
+def _progress(generation: Generation, token: str, text: str) -> None:
+    generation.progress = text
+    _save_claimed(generation, token, ["progress"])
+    generation_notify(generation=generation)
+
+
+def _release(generation: Generation, token: str, exc: OpenRouterError) -> None:
+    text = f"{exc.message} Trying again shortly…"
+    try:
+        _save_claimed(generation, token, generation.mark_waiting(progress=text))
+    except ClaimLost:
+        return
+    generation_notify(generation=generation)
+    log.info("generation %s: transient error %s, will retry", generation.pk, exc.code)
+
+
+def _finish_failed(generation: Generation, token: str, code: str, message: str) -> None:
+    try:
+        _save_claimed(generation, token, generation.mark_failed(code, message, now=timezone.now()))
+    except ClaimLost:
+        return
+    generation_notify(generation=generation)
+    log.info("generation %s failed: %s", generation.pk, code)
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+def content_type_of(data: bytes) -> str:
+    """What the bytes are, from their magic number — not from what the upstream claimed."""
+    if data[:4] == b"glTF":
+        return GLB_TYPE
+    if data[:3] == b"ply" and data[3:4] in (b"\n", b"\r"):
+        return PLY_TYPE
+    return "application/octet-stream"
+
+
+def output_store(
+    *, generation: Generation, index: int, data: bytes, token: str
+) -> GenerationOutput:
+    """Store output ``index`` once. If an earlier attempt already stored it, that one is kept."""
+    existing = generation.outputs.filter(index=index).first()
+    if existing is not None:
+        return existing
+    content_type = content_type_of(data)
+    output = GenerationOutput(
+        generation=generation,
+        index=index,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        content_type=content_type,
+    )
+    name = f"output-{index + 1}-{token[:8]}.{EXTENSIONS.get(content_type, 'bin')}"
+    output.file.save(name, ContentFile(data), save=False)
+    try:
+        with transaction.atomic():
+            output.save()
+    except IntegrityError:
+        # A concurrent attempt stored this index first, or the generation was deleted.
+        output.file.delete(save=False)
+        existing = generation.outputs.filter(index=index).first()
+        if existing is None:
+            raise ClaimLost from None
+        return existing
+    return output
+
+
+def outputs_prune(*, generation: Generation) -> list[str]:
+    """Delete files in the generation's folder that no output refers to; returns their names."""
+    kept = set(generation.outputs.values_list("file", flat=True))
+    orphans = [name for name in _folder_files(generation) if name not in kept]
+    for name in orphans:
+        default_storage.delete(name)
+    return orphans
+
+
+def _folder_files(generation: Generation) -> list[str]:
+    folder = generation_folder(generation)
+    try:
+        _, files = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return []
+    return [f"{folder}/{name}" for name in files]
+
+
+def _files_delete(outputs: list[GenerationOutput]) -> None:
+    for output in outputs:
+        output.file.delete(save=False)
+
+
+# --- deleting ---------------------------------------------------------------------------------
+
+
+def generation_delete(*, generation: Generation) -> None:
+    """Delete the generation, its outputs and every file in its folder (stray ones included).
+
+    A worker still running it loses its claim and stops at its next write.
+    """
+    files = _folder_files(generation)
+    generation.delete()
+    for name in files:
+        default_storage.delete(name)
+
+
+# --- sweeping ---------------------------------------------------------------------------------
+
+
+def generation_sweep(*, now: datetime | None = None) -> int:
+    """Fail generations that no worker will finish any more; returns how many.
+
+    That is a generation still ``running``, or waiting for an automatic retry, whose last claim
+    is older than the visibility timeout plus a grace period. See the module docstring for why
+    not the time limit alone: failing earlier would beat Redis's redelivery of a killed job.
+    A generation queued but never claimed is left alone: it is waiting its turn.
+    """
+    now = now or timezone.now()
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+    limit = timedelta(seconds=max(visibility, settings.GENERATION_TIME_LIMIT)) + SWEEP_GRACE
+    stuck = Generation.objects.filter(
+        state__in=[State.QUEUED, State.RUNNING], claimed_at__lt=now - limit
+    )
+    message = "The generation stopped responding and was given up. Try again."
+    swept = 0
+    for generation in stuck:
+        seen = {"state": generation.state, "claim_token": generation.claim_token}
+        if _compare_and_set(generation, seen, generation.mark_failed("stalled", message, now=now)):
+            generation_notify(generation=generation)
+            swept += 1
+    if swept:
+        log.warning("swept %d stalled generations", swept)
+    return swept
+
+
+# --- telling the browser ----------------------------------------------------------------------
+
+
+def user_group(user_id: int) -> str:
+    return f"generations.user.{user_id}"
+
+
+def generation_event(*, generation: Generation) -> dict[str, Any]:
+    """What the page is told about a generation: never the key, never a file path."""
+    duration = generation.duration
+    return {
+        "id": generation.pk,
+        "state": generation.state,
+        "state_label": generation.get_state_display(),
+        "progress": generation.progress,
+        "error_code": generation.error_code,
+        "error_message": generation.error_message,
+        "attempts": generation.attempts,
+        "started_at": generation.started_at.isoformat() if generation.started_at else None,
+        "duration": duration.total_seconds() if duration is not None else None,
+        "url": generation.get_absolute_url(),
+        "outputs": [
+            {
+                "number": output.number,
+                "url": output.get_absolute_url(),
+                "extension": output.extension,
+                "size": output.size,
+                "viewable": output.viewable,
+            }
+            for output in (generation.outputs.all() if generation.state == State.SUCCEEDED else [])
+        ],
+    }
+
+
+def generation_snapshot(*, user_id: int) -> list[dict[str, Any]]:
+    """The events a page that just (re)connected may have missed: the user's generations in
+    flight or finished within the hour."""
+    hour_ago = timezone.now() - timedelta(hours=1)
+    recent = Generation.objects.filter(
+        Q(state__in=[State.QUEUED, State.RUNNING]) | Q(finished_at__gte=hour_ago), user_id=user_id
+    ).prefetch_related("outputs")[:SNAPSHOT_SIZE]
+    return [generation_event(generation=generation) for generation in recent]
+
+
+def generation_notify(*, generation: Generation) -> None:
+    """Push the generation's state to every open page of its owner. Best effort: the state is
+    in the database either way, and a page that missed an event gets it on reload."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "generation.update", "generation": generation_event(generation=generation)}
+    try:
+        async_to_sync(layer.group_send)(user_group(generation.user_id), message)
+    except Exception:
+        log.warning("could not notify about generation %s", generation.pk, exc_info=True)

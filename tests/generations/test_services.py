@@ -1,0 +1,237 @@
+"""The claim, the exactly-once storage of outputs, the sweeper and the caps — without a worker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from accounts.models import User
+from generations import services
+from generations.models import GLB_TYPE, PLY_TYPE, Generation
+from generations.tasks import retry_delay, sweep_generations
+from tests.generations.conftest import PLY, make_generation
+
+pytestmark = pytest.mark.django_db
+
+State = Generation.State
+
+
+def queued(user: User, **fields: object) -> Generation:
+    return Generation.objects.create(user=user, prompt="a chair", **fields)
+
+
+def test_a_queued_generation_is_claimed_once(user: User) -> None:
+    generation = queued(user)
+    claimed = services.generation_claim(generation_id=generation.pk)
+    assert claimed is not None
+    assert (claimed.state, claimed.attempts) == (State.RUNNING, 1)
+    assert claimed.claim_token and claimed.started_at and claimed.claimed_at
+    assert services.generation_claim(generation_id=generation.pk) is None
+
+
+def test_a_delivery_that_finds_a_live_claim_looks_again_when_it_expires(user: User) -> None:
+    generation = queued(user)
+    assert services.generation_claim(generation_id=generation.pk)
+    look_again_in = services.generation_run(generation_id=generation.pk, retries_left=True)
+    assert look_again_in is not None
+    assert 1 <= look_again_in <= settings.GENERATION_TIME_LIMIT + 1
+    generation.refresh_from_db()
+    assert generation.attempts == 1  # it did not run a second time
+
+
+def test_a_claim_older_than_the_time_limit_is_taken_over(user: User) -> None:
+    generation = queued(user)
+    first = services.generation_claim(generation_id=generation.pk)
+    assert first is not None
+    later = timezone.now() + timedelta(seconds=settings.GENERATION_TIME_LIMIT + 1)
+    second = services.generation_claim(generation_id=generation.pk, now=later)
+    assert second is not None
+    assert second.claim_token != first.claim_token
+    assert second.attempts == 2
+    # The dead attempt, were it alive after all, can no longer write.
+    with pytest.raises(services.ClaimLost):
+        services._save_claimed(first, first.claim_token, first.mark_succeeded(now=later))
+    second.refresh_from_db()
+    assert second.state == State.RUNNING
+
+
+def test_a_job_that_keeps_killing_its_worker_is_failed_not_redelivered_forever(
+    user: User,
+) -> None:
+    generation = queued(
+        user,
+        state=State.RUNNING,
+        attempts=services.MAX_ATTEMPTS,
+        claim_token="dead",
+        claimed_at=timezone.now() - timedelta(hours=1),
+    )
+    assert services.generation_claim(generation_id=generation.pk) is None
+    generation.refresh_from_db()
+    assert (generation.state, generation.error_code) == (State.FAILED, "worker_lost")
+
+
+def test_finished_generations_are_never_claimed_again(user: User) -> None:
+    for state in (State.SUCCEEDED, State.FAILED):
+        generation = queued(user, state=state)
+        assert services.generation_run(generation_id=generation.pk, retries_left=True) is None
+        generation.refresh_from_db()
+        assert (generation.state, generation.attempts) == (state, 0)
+
+
+def test_an_output_already_stored_by_a_dead_attempt_is_kept_not_stored_twice(user: User) -> None:
+    generation = queued(user)
+    first = services.output_store(generation=generation, index=0, data=PLY, token="a" * 32)
+    again = services.output_store(
+        generation=generation, index=0, data=b"glTF other", token="b" * 32
+    )
+    assert again.pk == first.pk
+    assert generation.outputs.count() == 1
+    assert default_storage.open(first.file.name).read() == PLY
+    _, files = default_storage.listdir(f"generations/{user.pk}/{generation.pk}")
+    assert len(files) == 1
+
+
+def test_prune_deletes_files_no_output_refers_to(user: User) -> None:
+    generation = queued(user)
+    kept = services.output_store(generation=generation, index=0, data=PLY, token="a" * 32)
+    # What a worker killed between writing a file and inserting its row leaves behind.
+    folder = f"generations/{user.pk}/{generation.pk}"
+    stray = default_storage.save(f"{folder}/output-2-dead.ply", ContentFile(PLY))
+    assert services.outputs_prune(generation=generation) == [stray]
+    assert not default_storage.exists(stray)
+    assert default_storage.exists(kept.file.name)
+
+
+def test_outputs_are_typed_by_their_bytes_not_by_what_was_asked(user: User) -> None:
+    assert services.content_type_of(b"ply\nformat binary_little_endian 1.0\n") == PLY_TYPE
+    assert services.content_type_of(b"glTF\x02\x00\x00\x00") == GLB_TYPE
+    assert services.content_type_of(b"<script>alert(1)</script>") == "application/octet-stream"
+    generation = queued(user, extension="ply")
+    stored = services.output_store(generation=generation, index=0, data=b"<html>", token="c" * 32)
+    assert not stored.viewable
+    assert stored.file.name.endswith(".bin")
+    assert stored.size == 6
+
+
+def test_the_sweeper_fails_only_generations_no_redelivery_can_save(user: User) -> None:
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    stale_after = timedelta(seconds=visibility) + services.SWEEP_GRACE
+    now = timezone.now()
+    stuck = queued(user, state=State.RUNNING, claim_token="x", claimed_at=now - stale_after * 2)
+    # Past the time limit but a redelivery may still come: left alone.
+    waiting = queued(
+        user,
+        state=State.RUNNING,
+        claim_token="y",
+        claimed_at=now - timedelta(seconds=settings.GENERATION_TIME_LIMIT + 5),
+    )
+    # Released for an automatic retry whose message was lost: swept too.
+    lost_retry = queued(user, claim_token="z", claimed_at=now - stale_after * 2)
+    # Queued and never claimed: waiting its turn behind other jobs, left alone.
+    backlog = queued(user)
+    assert sweep_generations() == 2
+    for generation in (stuck, waiting, lost_retry, backlog):
+        generation.refresh_from_db()
+    assert (stuck.state, stuck.error_code) == (State.FAILED, "stalled")
+    assert "stopped responding" in stuck.error_message
+    assert lost_retry.state == State.FAILED
+    assert waiting.state == State.RUNNING
+    assert backlog.state == State.QUEUED
+
+
+def test_the_in_flight_cap_refuses_with_a_clear_message(user: User) -> None:
+    for _ in range(settings.GENERATIONS_IN_FLIGHT_PER_USER):
+        queued(user)
+    with pytest.raises(services.GenerationLimitReached) as refused:
+        services.generation_start(
+            user=user,
+            prompt="one more",
+            model="openai/shap-e",
+            num_inference_steps=32,
+            num_outputs=1,
+            extension="ply",
+        )
+    assert f"already have {settings.GENERATIONS_IN_FLIGHT_PER_USER}" in refused.value.message
+    assert Generation.objects.filter(user=user).count() == settings.GENERATIONS_IN_FLIGHT_PER_USER
+
+
+def test_finished_generations_do_not_count_against_the_cap(
+    user: User, django_capture_on_commit_callbacks: object
+) -> None:
+    for _ in range(settings.GENERATIONS_IN_FLIGHT_PER_USER):
+        make_generation(user)
+    with django_capture_on_commit_callbacks() as callbacks:  # type: ignore[operator]
+        generation = services.generation_start(
+            user=user,
+            prompt="a table",
+            model="openai/shap-e",
+            num_inference_steps=16,
+            num_outputs=2,
+            extension="glb",
+        )
+    assert generation.state == State.QUEUED
+    assert len(callbacks) == 1  # the task is sent after commit, not before
+
+
+def test_retry_starts_a_failed_generation_afresh_and_drops_its_partial_outputs(
+    user: User, django_capture_on_commit_callbacks: object
+) -> None:
+    generation = make_generation(
+        user, state=State.FAILED, error_code="413", attempts=2, claimed_at=timezone.now()
+    )
+    name = generation.outputs.get().file.name
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:  # type: ignore[operator]
+        assert services.generation_retry(generation=generation)
+    generation.refresh_from_db()
+    assert (generation.state, generation.error_code, generation.attempts) == (State.QUEUED, "", 0)
+    assert generation.outputs.count() == 0
+    assert generation.claimed_at is None  # so the sweeper cannot mistake it for a lost retry
+    assert len(callbacks) == 2  # delete the old files, dispatch the task
+    callbacks[0]()
+    assert not default_storage.exists(name)
+    assert not services.generation_retry(generation=generation)  # only failed ones
+
+
+def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
+    first = [retry_delay(0) for _ in range(50)]
+    fourth = [retry_delay(3) for _ in range(50)]
+    assert all(0.5 <= d <= 1.0 for d in first)
+    assert all(4.0 <= d <= 8.0 for d in fourth)
+    assert len(set(fourth)) > 1  # jittered
+    assert retry_delay(0, retry_after=7.0) == 7.0
+    assert retry_delay(20) <= 60.0
+
+
+def test_when_the_broker_refuses_the_task_the_generation_fails_instead_of_waiting_forever(
+    user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr("generations.tasks.run_generation.delay", refuse)
+    generation = queued(user)
+    services.generation_dispatch(generation=generation)
+    generation.refresh_from_db()
+    assert (generation.state, generation.error_code) == (State.FAILED, "queue")
+    assert "could not be queued" in generation.error_message
+
+
+def test_the_hourly_cap_counts_finished_generations_too(user: User, settings: object) -> None:
+    settings.GENERATIONS_PER_HOUR = 2  # type: ignore[attr-defined]
+    make_generation(user)
+    make_generation(user, state=State.FAILED, outputs=0)
+    with pytest.raises(services.GenerationLimitReached) as refused:
+        services.generation_start(
+            user=user,
+            prompt="a third",
+            model="openai/shap-e",
+            num_inference_steps=32,
+            num_outputs=1,
+            extension="ply",
+        )
+    assert "2 generations in the last hour" in refused.value.message

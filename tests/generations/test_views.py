@@ -1,0 +1,217 @@
+"""Pages: the form and its messages, the gallery, the detail page, downloads, ownership, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from accounts.models import User
+from generations.models import Generation
+from tests.generations.conftest import PLY, make_generation
+
+pytestmark = pytest.mark.django_db
+
+VALID = {
+    "prompt": "a chair shaped like an avocado",
+    "model": "openai/shap-e",
+    "num_inference_steps": "32",
+    "num_outputs": "2",
+    "extension": "glb",
+}
+
+
+def create(client: Client, **changes: str) -> Any:
+    return client.post(reverse("generations:create"), {**VALID, **changes})
+
+
+def test_a_valid_form_queues_a_generation_and_opens_its_page(connected_client: Client) -> None:
+    response = create(connected_client)
+    generation = Generation.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == generation.get_absolute_url()
+    assert (generation.state, generation.num_outputs, generation.extension) == ("queued", 2, "glb")
+    page = connected_client.get(response["Location"]).content.decode()
+    assert "Waiting for a worker" in page and "a chair shaped like an avocado" in page
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"prompt": "   "}, "Describe the object you want."),
+        ({"prompt": "x" * 1001}, "Keep the description under 1000 characters (it has 1001)."),
+        ({"num_inference_steps": "0"}, "Use at least 1 inference step."),
+        ({"num_inference_steps": "257"}, "Use at most 256 inference steps."),
+        ({"num_inference_steps": "many"}, "Inference steps must be a whole number."),
+        ({"num_outputs": "0"}, "Make at least 1 object."),
+        ({"num_outputs": "5"}, "Make at most 4 objects at a time."),
+        ({"extension": "obj"}, "Pick PLY or GLB as the format."),
+        ({"model": "openai/shap-e; drop"}, "Enter a model id like openai/shap-e"),
+        ({"model": "../../etc"}, "Enter a model id like openai/shap-e"),
+    ],
+)
+def test_invalid_input_is_refused_with_a_clear_message(
+    connected_client: Client, changes: dict[str, str], message: str
+) -> None:
+    response = create(connected_client, **changes)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Generation.objects.exists()
+
+
+def test_a_blank_model_means_the_default(connected_client: Client) -> None:
+    create(connected_client, model="")
+    assert Generation.objects.get().model == "openai/shap-e"
+
+
+def test_past_the_in_flight_cap_the_form_says_why(connected_client: Client, settings: Any) -> None:
+    settings.GENERATIONS_IN_FLIGHT_PER_USER = 1
+    create(connected_client)
+    response = create(connected_client, prompt="a second one")
+    assert response.status_code == 429
+    assert "You already have 1 generations in progress" in response.content.decode()
+    assert Generation.objects.count() == 1
+
+
+def test_without_a_key_the_page_offers_to_connect_and_create_refuses(signed_in: Client) -> None:
+    page = signed_in.get(reverse("generations:index")).content.decode()
+    assert "Connect your OpenRouter account" in page
+    assert 'action="/generations/new/"' not in page
+    response = create(signed_in)
+    assert response.status_code == 302
+    assert not Generation.objects.exists()
+
+
+def test_the_gallery_shows_states_and_costs_the_same_queries_for_many_cards(
+    signed_in: Client, user: User, other_user: User
+) -> None:
+    make_generation(user, prompt="a red donut", outputs=2)
+    make_generation(other_user, prompt="someone else's secret")
+    with CaptureQueriesContext(connection) as few:
+        page = signed_in.get(reverse("generations:index")).content.decode()
+    assert "a red donut" in page and "someone else" not in page
+    assert 'class="badge succeeded"' in page
+    for state in ("queued", "running", "failed", "succeeded"):
+        make_generation(user, state=state, outputs=3, prompt=f"a {state} one")
+    with CaptureQueriesContext(connection) as many:
+        page = signed_in.get(reverse("generations:index")).content.decode()
+    assert 'class="badge running"' in page and 'class="badge failed"' in page
+    assert len(many) == len(few)
+
+
+def test_the_detail_page_has_the_viewer_downloads_and_parameters(
+    signed_in: Client, user: User
+) -> None:
+    generation = make_generation(user, outputs=2, prompt="a pine tree", num_inference_steps=64)
+    page = signed_in.get(generation.get_absolute_url()).content.decode()
+    first = reverse("generations:output", args=[generation.pk, 0])
+    assert f'data-src="{first}?inline=1" data-type="ply"' in page
+    assert f'href="{first}" download' in page
+    assert reverse("generations:output", args=[generation.pk, 1]) in page
+    assert "64" in page and "openai/shap-e" in page and "a pine tree" in page
+    assert "<script>" not in page.split("</head>")[1]  # no inline scripts: CSP script-src 'self'
+
+
+def test_a_failed_generation_shows_the_upstream_sentence_and_a_retry_button(
+    signed_in: Client, user: User
+) -> None:
+    generation = make_generation(
+        user,
+        state="failed",
+        outputs=0,
+        error_code="451",
+        error_message="The model's moderation flagged this input, so it was not sent.",
+    )
+    page = signed_in.get(generation.get_absolute_url()).content.decode()
+    assert "The model&#x27;s moderation flagged this input" in page
+    assert "<code>451</code>" in page
+    assert reverse("generations:retry", args=[generation.pk]) in page
+
+
+def test_the_owner_downloads_an_attachment_or_the_viewer_copy(
+    signed_in: Client, user: User
+) -> None:
+    generation = make_generation(user)
+    url = reverse("generations:output", args=[generation.pk, 0])
+    download = signed_in.get(url)
+    assert b"".join(download.streaming_content) == PLY  # type: ignore[attr-defined]
+    assert download["Content-Type"] == "application/x-ply"
+    assert download["Content-Disposition"].startswith("attachment;")
+    assert f"generation-{generation.pk}-1.ply" in download["Content-Disposition"]
+    inline = signed_in.get(url, {"inline": "1"})
+    assert inline["Content-Disposition"].startswith("inline;")
+
+
+def test_a_file_that_is_not_a_model_is_never_served_inline(signed_in: Client, user: User) -> None:
+    generation = make_generation(
+        user, data=b"<script>alert(1)</script>", content_type="application/octet-stream"
+    )
+    response = signed_in.get(
+        reverse("generations:output", args=[generation.pk, 0]), {"inline": "1"}
+    )
+    assert response["Content-Type"] == "application/octet-stream"
+    assert response["Content-Disposition"].startswith("attachment;")
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def owned_urls(generation: Generation) -> list[tuple[str, str]]:
+    pk = generation.pk
+    return [
+        ("get", reverse("generations:detail", args=[pk])),
+        ("get", reverse("generations:output", args=[pk, 0])),
+        ("get", reverse("generations:output", args=[pk, 0]) + "?inline=1"),
+        ("post", reverse("generations:retry", args=[pk])),
+        ("post", reverse("generations:delete", args=[pk])),
+    ]
+
+
+@pytest.mark.parametrize("who", ["another user", "signed out"])
+def test_nobody_but_the_owner_can_see_download_retry_or_delete(
+    client: Client, user: User, other_user: User, who: str
+) -> None:
+    generation = make_generation(user, state="failed")
+    if who == "another user":
+        client.force_login(other_user)
+    for method, url in owned_urls(generation):
+        response = getattr(client, method)(url)
+        assert response.status_code == 404, (method, url)
+    generation.refresh_from_db()
+    assert generation.state == "failed"
+    assert default_storage.exists(generation.outputs.get().file.name)
+
+
+def test_media_files_are_not_served_by_url(signed_in: Client, user: User) -> None:
+    generation = make_generation(user)
+    name = generation.outputs.get().file.name
+    assert signed_in.get(f"/media/{name}").status_code == 404
+    assert signed_in.get(f"/media-not-served/{name}").status_code == 404
+
+
+def test_delete_removes_the_generation_and_every_file_in_its_folder(
+    signed_in: Client, user: User
+) -> None:
+    generation = make_generation(user, outputs=2)
+    names = [output.file.name for output in generation.outputs.all()]
+    stray = default_storage.save(
+        f"generations/{user.pk}/{generation.pk}/leftover.ply", ContentFile(PLY)
+    )
+    response = signed_in.post(reverse("generations:delete", args=[generation.pk]))
+    assert response.status_code == 302
+    assert not Generation.objects.filter(pk=generation.pk).exists()
+    assert not any(default_storage.exists(name) for name in [*names, stray])
+
+
+def test_retry_from_the_page_queues_the_failed_generation_again(
+    signed_in: Client, user: User
+) -> None:
+    generation = make_generation(user, state="failed", outputs=0, error_code="502")
+    response = signed_in.post(reverse("generations:retry", args=[generation.pk]), follow=True)
+    generation.refresh_from_db()
+    assert generation.state == "queued" and generation.error_code == ""
+    assert "Trying again." in response.content.decode()
