@@ -1,9 +1,254 @@
+"""The chat websocket: one consumer per browser tab. The protocol is in ``chat.protocol``.
+
+Thin on purpose: frames are parsed by ``chat.protocol``, requests carried out by
+``chat.services``, answers read and relayed by ``chat.streams``. What this class owns is the
+per-tab bookkeeping that merges database snapshots with live deltas (``Tracked``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from accounts.models import User
+from accounts.services import NotConnected, aapi_key_for
+from chat import protocol, services, streams
+from chat.protocol import ChatError
+from chat.services import Started
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Tracked:
+    """What this tab has of a message: ``length`` characters; ``direct`` when the relay sends
+    it every delta itself (this tab asked for it); ``final`` once it was told the end."""
+
+    length: int = 0
+    direct: bool = False
+    final: bool = False
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
+    user: User
+    conversation_id: int | None
+    tracked: dict[int, Tracked]
+
     async def connect(self) -> None:
-        if not self.scope["user"].is_authenticated:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
+        self.user, self.conversation_id, self.tracked = user, None, {}
         await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if not hasattr(self, "tracked"):
+            return  # refused in connect()
+        await self._follow(None)
+        hub = streams.current_hub()
+        if hub is not None:
+            for message_id, tracked in self.tracked.items():
+                if tracked.direct and not tracked.final:
+                    hub.detach(message_id, self)  # the answer goes on; only this tab leaves
+
+    # --- from the tab -------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self._refuse(ChatError("bad_request", "Frames must be JSON text."))
+        elif len(text_data) > protocol.max_frame_chars():
+            await self._refuse(ChatError("too_long", "That frame is too large."))
+        else:
+            try:
+                content = json.loads(text_data)
+            except ValueError:
+                await self._refuse(ChatError("bad_json", "That frame is not valid JSON."))
+                return
+            await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        ref = content.get("ref") if isinstance(content, dict) else None
+        try:
+            request = protocol.parse(content)
+            await self._handle(request, ref)
+        except ChatError as error:
+            await self._refuse(error, ref)
+        except Exception:
+            logger.exception("chat request failed")
+            await self._refuse(ChatError("internal", "Something went wrong. Try again."), ref)
+
+    async def _handle(self, request: protocol.Request, ref: Any) -> None:
+        match request:
+            case protocol.Subscribe(conversation, since):
+                await self._subscribe(conversation, since)
+            case protocol.Send():
+                key = await self._api_key()
+                hub = await streams.hub()
+                started = await database_sync_to_async(services.message_send)(
+                    user=self.user,
+                    conversation_id=request.conversation,
+                    text=request.text,
+                    model=request.model,
+                    options=request.options,
+                    writer=hub.channel,
+                )
+                await self._start(hub, started, key)
+            case protocol.Regenerate(message) | protocol.Retry(message):
+                key = await self._api_key()
+                hub = await streams.hub()
+                again = (
+                    services.message_retry
+                    if isinstance(request, protocol.Retry)
+                    else services.message_regenerate
+                )
+                started = await database_sync_to_async(again)(
+                    user=self.user, message_id=message, writer=hub.channel
+                )
+                await self._start(hub, started, key)
+            case protocol.Stop(message):
+                await self._stop(message)
+            case protocol.Ping():
+                await self.send_json({"type": "pong", "ref": ref})
+
+    async def _subscribe(self, conversation_id: int, since: int | None) -> None:
+        conversation = await database_sync_to_async(services.conversation_for)(
+            user=self.user, conversation_id=conversation_id
+        )
+        # Join first, read second: whatever is sent after the read reaches this tab.
+        await self._follow(conversation.pk)
+        messages = await database_sync_to_async(services.messages_to_snapshot)(
+            conversation=conversation, since=since
+        )
+        for message in messages:
+            tracked = self.tracked.setdefault(message.pk, Tracked())
+            if not tracked.direct:
+                tracked.length, tracked.final = len(message.content), not message.is_streaming
+                if message.is_streaming:
+                    await self._follow_answer(message.pk, message.writer)
+            await self.send_json(protocol.snapshot_frame(message))
+        await self.send_json({"type": "subscribed", "conversation": conversation.pk})
+
+    async def _start(self, hub: streams.Hub, started: Started, api_key: str) -> None:
+        await self._follow(started.conversation.pk)
+        self.tracked[started.prompt.pk] = Tracked(len(started.prompt.content), final=True)
+        self.tracked[started.answer.pk] = Tracked(direct=True)
+        frame = protocol.started_frame(
+            started.conversation, started.prompt, started.answer, started.replaces
+        )
+        await self.send_json(frame)
+        # The other tabs hear of the answer before its first delta can reach them.
+        await self.channel_layer.group_send(
+            protocol.conversation_group(started.conversation.pk),
+            {"type": "chat.started", "frame": frame, "writer": hub.channel},
+        )
+        hub.relay(started, api_key, listener=self)
+
+    async def _stop(self, message_id: int) -> None:
+        message = await database_sync_to_async(services.message_for)(
+            user=self.user, message_id=message_id
+        )
+        if not message.is_streaming:
+            await self.send_json(protocol.done_frame(message))  # it had ended: say how
+            return
+        hub = await streams.hub()
+        if not hub.stop(message.pk) and message.writer:
+            # Written by another process: its hub listens on the writer channel.
+            await self.channel_layer.send(message.writer, protocol.relay_stop_message(message.pk))
+
+    async def _follow_answer(self, message_id: int, writer: str) -> None:
+        """Ask the relay writing an answer to send this tab its deltas through the group."""
+        hub = streams.current_hub()
+        if hub is not None and hub.follow(message_id):
+            return
+        if writer:
+            await self.channel_layer.send(writer, protocol.relay_follow_message(message_id))
+
+    async def _api_key(self) -> str:
+        try:
+            return await aapi_key_for(user=self.user)
+        except NotConnected:
+            raise ChatError("not_connected", NotConnected.message) from None
+
+    async def _follow(self, conversation_id: int | None) -> None:
+        if conversation_id == self.conversation_id:
+            return
+        if self.conversation_id is not None:
+            await self.channel_layer.group_discard(
+                protocol.conversation_group(self.conversation_id), self.channel_name
+            )
+        if conversation_id is not None:
+            await self.channel_layer.group_add(
+                protocol.conversation_group(conversation_id), self.channel_name
+            )
+        self.conversation_id = conversation_id
+
+    async def _refuse(self, error: ChatError, ref: Any = None) -> None:
+        await self.send_json(protocol.error_frame(error, ref))
+
+    # --- from this process's relay (the fast path) --------------------------------------------
+
+    async def answer_delta(self, message_id: int, text: str, seq: int) -> None:
+        await self.send_json(protocol.delta_frame(message_id, text, seq))
+
+    async def answer_done(self, frame: dict[str, Any]) -> None:
+        tracked = self.tracked.get(frame["message"]["id"])
+        if tracked is not None:
+            tracked.final = True
+        await self.send_json(frame)
+
+    # --- from the conversation's group --------------------------------------------------------
+
+    async def chat_started(self, event: dict[str, Any]) -> None:
+        frame = event["frame"]
+        message_id = frame["message"]["id"]
+        if message_id in self.tracked or frame["conversation"]["id"] != self.conversation_id:
+            return  # this tab asked for it, or has moved on to another conversation
+        self.tracked[frame["user"]["id"]] = Tracked(len(frame["user"]["text"]), final=True)
+        self.tracked[message_id] = Tracked()
+        await self.send_json(frame)
+        await self._follow_answer(message_id, event.get("writer", ""))
+
+    async def chat_delta(self, event: dict[str, Any]) -> None:
+        message_id, start, text = event["message"], event["start"], event["text"]
+        tracked = self.tracked.get(message_id)
+        if tracked is None or tracked.direct or tracked.final:
+            return
+        end = start + len(text)
+        if end <= tracked.length:
+            return  # nothing this tab lacks
+        if start > tracked.length:
+            # Not expected (see chat.streams); text with a hole in it would be worse than
+            # waiting: the stored answer is sent at the end instead (chat_done).
+            logger.warning("delta for message %s skips text; dropped", message_id)
+            return
+        piece = text[tracked.length - start :]
+        tracked.length = end
+        await self.send_json(protocol.delta_frame(message_id, piece, end))
+
+    async def chat_done(self, event: dict[str, Any]) -> None:
+        frame = event["frame"]
+        message_id = frame["message"]["id"]
+        tracked = self.tracked.get(message_id)
+        if tracked is not None:
+            if tracked.direct or tracked.final:
+                return
+            tracked.final = True
+            if tracked.length != frame["message"]["seq"]:
+                # This tab lacks some of the text (it joined as the answer ended, say): an
+                # answer must never look complete when it is not, so send the stored one.
+                await self._resend(message_id)
+        await self.send_json(frame)
+
+    async def _resend(self, message_id: int) -> None:
+        with contextlib.suppress(ChatError):
+            message = await database_sync_to_async(services.message_for)(
+                user=self.user, message_id=message_id
+            )
+            await self.send_json(protocol.snapshot_frame(message))

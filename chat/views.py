@@ -1,8 +1,124 @@
+"""The chat pages. The page is server-rendered; messages then come and go over the websocket
+(``chat.consumers``). Every view finds conversations through the signed-in user, so another
+user's conversation is a 404."""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.http import AuthedRequest
+from accounts.models import OpenRouterKey
+from chat import services
+from chat.forms import (
+    ConversationOptionsForm,
+    ConversationSettingsForm,
+    ModelChoiceForm,
+    RenameForm,
+)
+from chat.models import Conversation
+
+CONVERSATIONS_LISTED = 200
 
 
 @login_required
-def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "chat/index.html")
+def index(request: AuthedRequest) -> HttpResponse:
+    """The conversation list beside an empty conversation: the prompt box starts a new one."""
+    return _page(request, None)
+
+
+@login_required
+def conversation(request: AuthedRequest, conversation_id: int) -> HttpResponse:
+    return _page(request, _own(request, conversation_id))
+
+
+def _page(
+    request: AuthedRequest,
+    conversation: Conversation | None,
+    settings_form: ConversationSettingsForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    query = request.GET.get("q", "")
+    if conversation is not None and settings_form is None:
+        settings_form = ConversationSettingsForm(instance=conversation)
+    context = {
+        "conversation": conversation,
+        "conversations": services.conversations_for(user=request.user, query=query)[
+            :CONVERSATIONS_LISTED
+        ],
+        "query": query,
+        "chat_messages": conversation.messages.all() if conversation else [],
+        "model": conversation.model if conversation else request.user.default_model,
+        "connected": OpenRouterKey.objects.filter(user=request.user).exists(),
+        "settings_form": settings_form,
+        "options_form": ConversationOptionsForm() if conversation is None else None,
+        "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+    }
+    return render(request, "chat/index.html", context, status=status)
+
+
+def _own(request: AuthedRequest, conversation_id: int) -> Conversation:
+    return get_object_or_404(Conversation, pk=conversation_id, user=request.user)
+
+
+@login_required
+@require_POST
+def conversation_rename(request: AuthedRequest, conversation_id: int) -> HttpResponse:
+    conversation = _own(request, conversation_id)
+    form = RenameForm(request.POST, instance=conversation)
+    if form.is_valid():
+        services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
+    else:
+        messages.error(request, "A title cannot be empty.")
+    return redirect("chat:conversation", conversation_id=conversation.pk)
+
+
+@login_required
+@require_POST
+def conversation_settings(request: AuthedRequest, conversation_id: int) -> HttpResponse:
+    conversation = _own(request, conversation_id)
+    form = ConversationSettingsForm(request.POST, instance=conversation)
+    if not form.is_valid():
+        return _page(request, conversation, settings_form=form, status=400)
+    form.save()
+    messages.success(request, "Conversation settings saved.")
+    return redirect("chat:conversation", conversation_id=conversation.pk)
+
+
+@login_required
+@require_POST
+def conversation_model(request: AuthedRequest, conversation_id: int) -> HttpResponse:
+    """The model picker's choice, remembered for the conversation (answers JSON for fetch)."""
+    conversation = _own(request, conversation_id)
+    form = ModelChoiceForm(request.POST)
+    if not form.is_valid():
+        return JsonResponse({"error": form.errors["model"][0]}, status=400)
+    services.conversation_set_model(conversation=conversation, model=form.cleaned_data["model"])
+    return JsonResponse({"model": conversation.model, "label": conversation.model_label})
+
+
+@login_required
+@require_POST
+def conversation_delete(request: AuthedRequest, conversation_id: int) -> HttpResponse:
+    conversation = _own(request, conversation_id)
+    services.conversation_delete(conversation=conversation)
+    messages.success(request, f"Deleted “{conversation.title}”.")
+    return redirect("chat:index")
+
+
+@login_required
+async def models_json(request: HttpRequest) -> JsonResponse:
+    """The picker's model list. Async so that a cold cache's short wait holds no shared thread."""
+    catalogue = await sync_to_async(services.models_catalogue, thread_sensitive=False)()
+    return JsonResponse(
+        {
+            "models": catalogue.models,
+            "fetched_at": catalogue.fetched_at,
+            "refreshing": catalogue.refreshing,
+        }
+    )

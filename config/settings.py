@@ -273,6 +273,8 @@ SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
 CHAT_MAX_MESSAGE_CHARS = envint("CHAT_MAX_MESSAGE_CHARS", 32_000)
 CHAT_SAVE_INTERVAL = envfloat("CHAT_SAVE_INTERVAL", 0.5)
 CHAT_SENDS_PER_MINUTE = envint("CHAT_SENDS_PER_MINUTE", 30)
+# A streaming answer whose writer has not beaten its heartbeat for this long is swept.
+CHAT_STALE_AFTER = envfloat("CHAT_STALE_AFTER", 60.0)
 
 # Generations
 GENERATIONS_IN_FLIGHT_PER_USER = envint("GENERATIONS_IN_FLIGHT_PER_USER", 3)

@@ -1,0 +1,167 @@
+"""Chat in the admin: conversations and messages to read for support (never to edit), and usage
+and cost per user."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from chat.models import ChatUsage, Conversation, Message
+from chat.templatetags.chat_format import thousands, usd
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Support reads what users wrote and what models answered; nobody rewrites it."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fields = ("id", "role", "state", "short_content", "model_served", "cost", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="content")
+    def short_content(self, message: Message) -> str:
+        return message.content[:160] + ("…" if len(message.content) > 160 else "")
+
+
+@admin.register(Conversation)
+class ConversationAdmin(ReadOnlyAdmin):
+    list_display = ("title", "user", "model_label", "message_count", "updated_at")
+    list_filter = ("messages__state", "updated_at")
+    search_fields = ("title", "user__email")
+    list_select_related = ("user",)
+    date_hierarchy = "updated_at"
+    fields = (
+        "user",
+        "title",
+        "model",
+        "system_prompt",
+        "temperature",
+        "max_tokens",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+    inlines = [MessageInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        return super().get_queryset(request).annotate(message_count=Count("messages")).distinct()
+
+    @admin.display(description="messages", ordering="message_count")
+    def message_count(self, conversation: Any) -> int:
+        return int(conversation.message_count)
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "conversation_link",
+        "user_email",
+        "role",
+        "state",
+        "model_served",
+        "completion_tokens",
+        "cost",
+        "time_to_first_token_ms",
+        "created_at",
+    )
+    list_filter = ("state", "role", "error_code", "created_at")
+    search_fields = ("conversation__user__email", "conversation__title", "model_served", "=id")
+    list_select_related = ("conversation__user",)
+    date_hierarchy = "created_at"
+    fields = (
+        "conversation",
+        "role",
+        "state",
+        "content",
+        "error_code",
+        "error_message",
+        "model_requested",
+        "model_served",
+        "finish_reason",
+        "generation_id",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "time_to_first_token_ms",
+        "writer",
+        "heartbeat_at",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="user", ordering="conversation__user__email")
+    def user_email(self, message: Message) -> str:
+        return message.conversation.user.email
+
+    @admin.display(description="conversation")
+    def conversation_link(self, message: Message) -> str:
+        url = reverse("admin:chat_conversation_change", args=[message.conversation_id])
+        return format_html('<a href="{}">{}</a>', url, message.conversation.title[:60])
+
+
+@admin.register(ChatUsage)
+class ChatUsageAdmin(ReadOnlyAdmin):
+    """Usage and cost per user, summed over every answer they received."""
+
+    list_display = ("email", "conversations", "answers", "tokens", "total_cost", "last_answer")
+    search_fields = ("email",)
+    fields = ("email", "conversations", "answers", "tokens", "total_cost", "last_answer")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        answers = Q(conversations__messages__role=Message.Role.ASSISTANT)
+        # Not super(): it would sort by the annotation before it exists.
+        return ChatUsage.objects.get_queryset().annotate(
+            conversation_count=Count("conversations", distinct=True),
+            answer_count=Count("conversations__messages", filter=answers),
+            prompt_sum=Sum("conversations__messages__prompt_tokens"),
+            completion_sum=Sum("conversations__messages__completion_tokens"),
+            total_cost_sum=Sum("conversations__messages__cost"),
+            last_answer_at=Max("conversations__messages__created_at", filter=answers),
+        )
+
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        return ("-total_cost_sum",)  # a method: the `ordering` check cannot see annotations
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # this page summarises; users are deleted from the Users page
+
+    @admin.display(ordering="conversation_count")
+    def conversations(self, user: Any) -> int:
+        return int(user.conversation_count)
+
+    @admin.display(ordering="answer_count")
+    def answers(self, user: Any) -> int:
+        return int(user.answer_count)
+
+    @admin.display(description="tokens (prompt → completion)", ordering="completion_sum")
+    def tokens(self, user: Any) -> str:
+        return f"{thousands(user.prompt_sum or 0)} → {thousands(user.completion_sum or 0)}"
+
+    @admin.display(description="cost", ordering="total_cost_sum")
+    def total_cost(self, user: Any) -> str:
+        return usd(user.total_cost_sum or 0)
+
+    @admin.display(ordering="last_answer_at")
+    def last_answer(self, user: Any) -> Any:
+        return user.last_answer_at

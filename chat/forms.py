@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from django import forms
+from django.core.validators import RegexValidator
+
+from chat.models import Conversation
+
+MODEL_ID_PATTERN = r"^[\w.:/~@+\-]{0,200}$"
+model_id_validator = RegexValidator(
+    MODEL_ID_PATTERN, "A model id looks like openai/gpt-4o (blank: my OpenRouter default)."
+)
+
+
+class ConversationOptionsForm(forms.ModelForm):
+    """How a conversation asks: the system prompt and sampling settings (blank = model default)."""
+
+    class Meta:
+        model = Conversation
+        fields = ["system_prompt", "temperature", "max_tokens"]
+        widgets = {
+            "system_prompt": forms.Textarea(
+                attrs={"rows": 4, "placeholder": "e.g. You are a concise assistant."}
+            ),
+            "temperature": forms.NumberInput(
+                attrs={"step": "0.1", "min": "0", "max": "2", "placeholder": "model default"}
+            ),
+            "max_tokens": forms.NumberInput(attrs={"min": "1", "placeholder": "model default"}),
+        }
+        help_texts = {
+            "temperature": "0 to 2; lower is more focused. Blank: the model's default.",
+            "max_tokens": "Longest answer, in tokens. Blank: no limit beyond the model's own.",
+        }
+
+
+class ConversationSettingsForm(ConversationOptionsForm):
+    model = forms.CharField(
+        required=False,
+        max_length=200,
+        validators=[model_id_validator],
+        help_text="Blank: my OpenRouter default (OpenRouter picks the account's own model).",
+    )
+
+    class Meta(ConversationOptionsForm.Meta):
+        fields = ["title", "model", "system_prompt", "temperature", "max_tokens"]
+
+
+class RenameForm(forms.ModelForm):
+    class Meta:
+        model = Conversation
+        fields = ["title"]
+
+
+class ModelChoiceForm(forms.Form):
+    model = forms.CharField(required=False, max_length=200, validators=[model_id_validator])

@@ -1,0 +1,548 @@
+"""What happens to conversations and messages. Views, the consumer, the relay and tasks call these.
+
+Every function is synchronous (the consumer and the relay call them through
+``database_sync_to_async``); a refusal the user should read is a ``ChatError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from itertools import chain
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from accounts.models import User
+from chat import protocol
+from chat.models import Conversation, Message
+from chat.protocol import ChatError
+from openrouter import client as openrouter
+from openrouter.errors import OpenRouterError
+
+logger = logging.getLogger(__name__)
+
+TITLE_CHARS = 60
+# A streaming message whose writer has not said it is alive for this long lost its writer. Relays
+# beat every few seconds (chat.streams.HEARTBEAT_INTERVAL), so this is many missed beats.
+STALE_AFTER = settings.CHAT_STALE_AFTER
+
+
+# --- conversations ----------------------------------------------------------------------------
+
+
+def conversations_for(*, user: User, query: str = "") -> QuerySet[Conversation]:
+    """The user's conversations, most recently active first, optionally searched by title."""
+    conversations = Conversation.objects.filter(user=user)
+    if query.strip():
+        conversations = conversations.filter(title__icontains=query.strip())
+    return conversations
+
+
+def conversation_for(*, user: User, conversation_id: int) -> Conversation:
+    """One of the user's conversations; ``ChatError("not_found")`` for anyone else's."""
+    try:
+        return Conversation.objects.get(pk=conversation_id, user=user)
+    except Conversation.DoesNotExist:
+        raise ChatError("not_found", "That conversation does not exist.") from None
+
+
+def conversation_title_from(text: str) -> str:
+    """A title from the first prompt: its first line, cut at a word near ``TITLE_CHARS``."""
+    line = " ".join(text.strip().split("\n", 1)[0].split())
+    if len(line) <= TITLE_CHARS:
+        return line or "New conversation"
+    cut = line[:TITLE_CHARS].rsplit(" ", 1)[0] or line[:TITLE_CHARS]
+    return cut.rstrip(",.;:") + "…"
+
+
+def conversation_create(
+    *,
+    user: User,
+    title: str,
+    model: str,
+    system_prompt: str = "",
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+) -> Conversation:
+    return Conversation.objects.create(
+        user=user,
+        title=title[:200],
+        model=model,
+        system_prompt=system_prompt,
+        temperature=temperature,
+        max_tokens=max_tokens,
+    )
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    conversation.title = title.strip()[:200] or conversation.title
+    conversation.save(update_fields=["title"])  # not "updated_at": the list orders by activity
+    return conversation
+
+
+def conversation_set_model(*, conversation: Conversation, model: str) -> Conversation:
+    """Remember the model picked for a conversation ("" = my OpenRouter default)."""
+    conversation.model = model
+    conversation.save(update_fields=["model"])  # not "updated_at": the list orders by activity
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete a conversation; answers still streaming in it are stopped wherever they run."""
+    streaming = list(
+        conversation.messages.filter(state=Message.State.STREAMING).values_list("pk", "writer")
+    )
+    conversation.delete()
+    for message_id, writer in streaming:
+        relay_stop_request(writer=writer, message_id=message_id)
+
+
+# --- sending and answering --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Started:
+    """A prompt stored and its answer created in state ``streaming``, ready for the relay."""
+
+    conversation: Conversation
+    prompt: Message
+    answer: Message
+    payload: dict[str, Any]  # the chat completion request, without the key
+    replaces: int | None = None
+
+
+@transaction.atomic
+def message_send(
+    *,
+    user: User,
+    conversation_id: int | None,
+    text: str,
+    writer: str,
+    model: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Started:
+    """Store a prompt and start its answer; ``conversation_id=None`` starts a new conversation.
+
+    ``model`` (when given) becomes the conversation's model; a new conversation otherwise takes
+    the user's default. ``options`` (system prompt, temperature, max tokens) set up a new one.
+    Raises ``ChatError`` for someone else's conversation, a conversation already answering,
+    or a user over the send rate limit.
+    """
+    send_quota_take(user_id=user.pk)
+    if conversation_id is None:
+        conversation = conversation_create(
+            user=user,
+            title=conversation_title_from(text),
+            model=user.default_model if model is None else model,
+            **(options or {}),
+        )
+    else:
+        conversation = _locked_conversation(user=user, conversation_id=conversation_id)
+        _refuse_if_busy(conversation)
+        if model is not None:
+            conversation.model = model
+    prompt = conversation.messages.create(role=Message.Role.USER, content=text)
+    return _answer_start(conversation=conversation, prompt=prompt, writer=writer)
+
+
+def message_regenerate(*, user: User, message_id: int, writer: str) -> Started:
+    """Answer the last prompt again; the new answer replaces ``message_id`` (the last answer)."""
+    return _answer_again(user=user, message_id=message_id, writer=writer, failed_only=False)
+
+
+def message_retry(*, user: User, message_id: int, writer: str) -> Started:
+    """Like ``message_regenerate``, for an answer that ended in error or was interrupted."""
+    return _answer_again(user=user, message_id=message_id, writer=writer, failed_only=True)
+
+
+@transaction.atomic
+def _answer_again(*, user: User, message_id: int, writer: str, failed_only: bool) -> Started:
+    send_quota_take(user_id=user.pk)
+    old = _message_of(user=user, message_id=message_id)
+    conversation = _locked_conversation(user=user, conversation_id=old.conversation_id)
+    _refuse_if_busy(conversation)
+    if old.role != Message.Role.ASSISTANT or conversation.messages.last() != old:
+        raise ChatError("not_allowed", "Only the last answer can be answered again.")
+    if failed_only and not old.is_failed:
+        raise ChatError("not_allowed", "Only an answer that failed can be retried.")
+    prompt = conversation.messages.filter(pk__lt=old.pk, role=Message.Role.USER).last()
+    if prompt is None:
+        raise ChatError("not_allowed", "There is no prompt to answer.")
+    replaces = old.pk  # delete() forgets it
+    old.delete()
+    return _answer_start(conversation=conversation, prompt=prompt, writer=writer, replaces=replaces)
+
+
+def _answer_start(
+    *, conversation: Conversation, prompt: Message, writer: str, replaces: int | None = None
+) -> Started:
+    answer = conversation.messages.create(
+        role=Message.Role.ASSISTANT,
+        state=Message.State.STREAMING,
+        model_requested=conversation.model,
+        writer=writer,
+        heartbeat_at=timezone.now(),
+    )
+    conversation.save(update_fields=["model", "updated_at"])  # moves it to the top of the list
+    return Started(
+        conversation=conversation,
+        prompt=prompt,
+        answer=answer,
+        payload=answer_payload(conversation=conversation, answer=answer),
+        replaces=replaces,
+    )
+
+
+def _locked_conversation(*, user: User, conversation_id: int) -> Conversation:
+    # Locked so that two tabs sending at once cannot both start an answer.
+    found = Conversation.objects.select_for_update().filter(pk=conversation_id, user=user).first()
+    if found is None:
+        raise ChatError("not_found", "That conversation does not exist.")
+    return found
+
+
+def _refuse_if_busy(conversation: Conversation) -> None:
+    if conversation.messages.filter(state=Message.State.STREAMING).exists():
+        raise ChatError("busy", "An answer is still coming in this conversation: wait or stop it.")
+
+
+def _message_of(*, user: User, message_id: int) -> Message:
+    found = Message.objects.filter(pk=message_id, conversation__user=user).first()
+    if found is None:
+        raise ChatError("not_found", "That message does not exist.")
+    return found
+
+
+def message_for(*, user: User, message_id: int) -> Message:
+    """One of the user's messages; ``ChatError("not_found")`` for anyone else's."""
+    return _message_of(user=user, message_id=message_id)
+
+
+def messages_to_snapshot(*, conversation: Conversation, since: int | None) -> list[Message]:
+    """What a tab (re)joining a conversation is sent: every message from ``since`` on, and
+    every answer still streaming, with its text so far."""
+    wanted = Q(state=Message.State.STREAMING)
+    if since is not None:
+        wanted |= Q(pk__gte=since)
+    return list(conversation.messages.filter(wanted))
+
+
+def messages_for_upstream(
+    *, conversation: Conversation, before: Message | None = None
+) -> list[dict[str, str]]:
+    """The conversation as OpenAI-style messages: the system prompt, then the history.
+
+    Only what comes before ``before`` (the answer being asked for) counts. Empty messages (an
+    answer that failed before its first word) are left out; partial answers stay, since the user
+    saw them and may refer to them.
+    """
+    history = conversation.messages.all()
+    if before is not None:
+        history = history.filter(pk__lt=before.pk)
+    result = []
+    if conversation.system_prompt.strip():
+        result.append({"role": "system", "content": conversation.system_prompt})
+    for role, content in history.values_list("role", "content"):
+        if content:
+            result.append({"role": role, "content": content})
+    return result
+
+
+def answer_payload(*, conversation: Conversation, answer: Message) -> dict[str, Any]:
+    """The chat completion request for ``answer``. A blank model sends no ``model`` at all, so
+    OpenRouter answers with the account's default; the answer then says which model served."""
+    payload: dict[str, Any] = {
+        "messages": messages_for_upstream(conversation=conversation, before=answer),
+        "usage": {"include": True},
+    }
+    if conversation.model:
+        payload["model"] = conversation.model
+    if conversation.temperature is not None:
+        payload["temperature"] = conversation.temperature
+    if conversation.max_tokens is not None:
+        payload["max_tokens"] = conversation.max_tokens
+    return payload
+
+
+def send_quota_take(*, user_id: int) -> None:
+    """Count one send against ``CHAT_SENDS_PER_MINUTE`` (a fixed one-minute window in the cache)."""
+    now = time.time()
+    key = f"chat:sends:{user_id}:{int(now // 60)}"
+    cache.add(key, 0, timeout=90)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # the window just expired between add and incr
+        cache.set(key, count := 1, timeout=90)
+    if count > settings.CHAT_SENDS_PER_MINUTE:
+        wait = max(1, 60 - int(now % 60))
+        raise ChatError(
+            "rate_limited",
+            f"That is {settings.CHAT_SENDS_PER_MINUTE} messages this minute, the most allowed. "
+            f"Try again in {wait} s.",
+            retry_after=wait,
+        )
+
+
+# --- the relay's writes (chat.streams) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an answer ended, as the relay saw it."""
+
+    state: str
+    error_code: str = ""
+    error_message: str = ""
+    model: str = ""
+    generation_id: str = ""
+    finish_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Spent:
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None = None
+
+
+@dataclass
+class Checkpoint:
+    """One tick of a relay process's saves: text to append per answer, answers still alive."""
+
+    appends: list[tuple[int, str]] = field(default_factory=list)
+    alive: list[int] = field(default_factory=list)
+
+
+APPENDS_PER_STATEMENT = 500
+_TABLE = Message._meta.db_table
+
+
+def answer_checkpoint(*, writer: str, checkpoint: Checkpoint) -> set[int]:
+    """Append each answer's new text (and beat its heartbeat), all in one transaction.
+
+    Appending, not rewriting, keeps a long answer's saves cheap; one statement for every answer
+    keeps a tick cheap with hundreds streaming. Returns the ids whose text was appended: an
+    answer deleted meanwhile, or no longer streaming, is left alone.
+    """
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    saved: set[int] = set()
+    with transaction.atomic():
+        for start in range(0, len(checkpoint.appends), APPENDS_PER_STATEMENT):
+            batch = checkpoint.appends[start : start + APPENDS_PER_STATEMENT]
+            saved |= _append(writer=writer, appends=batch, now=now)
+        if checkpoint.alive:
+            _streaming_by(writer, checkpoint.alive).update(heartbeat_at=timezone.now())
+    return saved
+
+
+def _append(*, writer: str, appends: Sequence[tuple[int, str]], now: Any) -> set[int]:
+    # Plain SQL that PostgreSQL and SQLite (3.35+) both read: the ORM has no bulk "append".
+    rows = ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS TEXT))"] * len(appends))
+    sql = (
+        f"WITH piece(id, text) AS (VALUES {rows}) "  # noqa: S608  (no user text in the SQL)
+        f"UPDATE {_TABLE} SET content = {_TABLE}.content || piece.text, heartbeat_at = %s "
+        f"FROM piece WHERE {_TABLE}.id = piece.id AND {_TABLE}.writer = %s "
+        f"AND {_TABLE}.state = %s RETURNING {_TABLE}.id"
+    )
+    params = [*chain.from_iterable(appends), now, writer, Message.State.STREAMING.value]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _streaming_by(writer: str, ids: Sequence[int]) -> QuerySet[Message]:
+    return Message.objects.filter(pk__in=ids, writer=writer, state=Message.State.STREAMING)
+
+
+@transaction.atomic
+def answer_finish(
+    *,
+    message_id: int,
+    writer: str,
+    text: str,
+    outcome: Outcome,
+    spent: Spent | None,
+    ttft_ms: int | None,
+) -> Message | None:
+    """Store an answer's whole text and final state; ``None`` if the message is gone."""
+    message = Message.objects.select_for_update().filter(pk=message_id, writer=writer).first()
+    if message is None:
+        return None
+    message.content = text
+    if outcome.state == Message.State.COMPLETE:
+        message.mark_complete(finish_reason=outcome.finish_reason)
+    elif outcome.state == Message.State.STOPPED:
+        message.mark_stopped()
+    elif outcome.state == Message.State.ERROR:
+        message.mark_failed(outcome.error_code, outcome.error_message)
+    else:
+        message.mark_interrupted(outcome.error_code, outcome.error_message)
+    if spent is not None:
+        message.record_usage(
+            prompt_tokens=spent.prompt_tokens,
+            completion_tokens=spent.completion_tokens,
+            cost=_decimal(spent.cost),
+        )
+    message.model_served = outcome.model
+    message.generation_id = outcome.generation_id
+    message.time_to_first_token_ms = ttft_ms
+    message.save()
+    return message
+
+
+def _decimal(value: float | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value)).quantize(Decimal("1e-10"))
+    except InvalidOperation:
+        return None
+
+
+def relay_stop_request(*, writer: str, message_id: int) -> None:
+    """Ask the process writing an answer to stop it (from synchronous code: views, tasks)."""
+    if writer:
+        async_to_sync(get_channel_layer().send)(writer, protocol.relay_stop_message(message_id))
+
+
+def streams_sweep(*, stale_after: float = STALE_AFTER) -> list[Message]:
+    """Streaming answers whose writer went silent become ``interrupted``, their text kept.
+
+    Tabs following those conversations are told. Returns the messages swept.
+    """
+    cutoff = timezone.now() - timedelta(seconds=stale_after)
+    stale = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, updated_at__lt=cutoff)
+    swept = []
+    for message in Message.objects.filter(stale, state=Message.State.STREAMING):
+        message.mark_interrupted(
+            "writer_lost",
+            "The answer was cut off: the server writing it went away. The text so far is kept.",
+        )
+        # Conditional, so an answer that finished meanwhile keeps its real final state.
+        claimed = Message.objects.filter(stale, pk=message.pk, state=Message.State.STREAMING)
+        if claimed.update(
+            state=message.state,
+            error_code=message.error_code,
+            error_message=message.error_message,
+            updated_at=timezone.now(),
+        ):
+            swept.append(message)
+    layer = get_channel_layer()
+    for message in swept:
+        async_to_sync(layer.group_send)(
+            protocol.conversation_group(message.conversation_id),
+            {"type": "chat.done", "frame": protocol.done_frame(message)},
+        )
+    if swept:
+        logger.info("swept %d streaming answers whose writer went away", len(swept))
+    return swept
+
+
+# --- the model catalogue ----------------------------------------------------------------------
+
+CATALOGUE_KEY = "chat:models:v1"
+CATALOGUE_LOCK = "chat:models:refreshing"
+CATALOGUE_FRESH_FOR = 600.0  # seconds before a background refresh
+CATALOGUE_KEEP_FOR = 7 * 86400  # a stale list beats none when OpenRouter is down
+CATALOGUE_COLD_WAIT = 2.0  # how long a request waits when there is no list at all yet
+
+_refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-models")
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    models: list[dict[str, Any]]
+    fetched_at: float | None
+    refreshing: bool
+
+
+def models_catalogue() -> Catalogue:
+    """The chat models for the picker, from the cache; never blocks on a slow upstream.
+
+    A stale list is served at once while one background thread (one per cluster, thanks to a
+    cache lock) fetches a new one; with no list at all, the caller waits a short while for it.
+    """
+    cached = cache.get(CATALOGUE_KEY)
+    if cached is None:
+        future = _refresh_in_background()
+        if future is not None:
+            # Timed out or failed (the refresh logs why): the picker then asks again shortly.
+            with contextlib.suppress(Exception):
+                future.result(timeout=CATALOGUE_COLD_WAIT)
+        cached = cache.get(CATALOGUE_KEY)
+        if cached is None:
+            return Catalogue(models=[], fetched_at=None, refreshing=True)
+    elif time.time() - cached["fetched_at"] > CATALOGUE_FRESH_FOR:
+        _refresh_in_background()
+    return Catalogue(models=cached["models"], fetched_at=cached["fetched_at"], refreshing=False)
+
+
+def models_catalogue_refresh() -> int:
+    """Fetch ``/models`` and cache the chat models; returns how many. Raises ``OpenRouterError``."""
+    try:
+        models = [entry for raw in openrouter.list_models() if (entry := picker_entry(raw))]
+        models.sort(key=lambda entry: entry["name"].lower())
+        cache.set(CATALOGUE_KEY, {"models": models, "fetched_at": time.time()}, CATALOGUE_KEEP_FOR)
+        return len(models)
+    finally:
+        cache.delete(CATALOGUE_LOCK)
+
+
+def _refresh_in_background() -> Any:
+    if not cache.add(CATALOGUE_LOCK, 1, timeout=60):
+        return None  # someone is already fetching it
+    return _refresher.submit(_refresh_logged)
+
+
+def _refresh_logged() -> None:
+    try:
+        models_catalogue_refresh()
+    except OpenRouterError as error:
+        logger.warning("could not refresh the model list: %s", error.detail or error.message)
+
+
+def picker_entry(model: dict[str, Any]) -> dict[str, Any] | None:
+    """One ``/models`` entry as the picker shows it (prices in USD per million tokens), or
+    ``None`` for a model that does not chat (no text output) or an entry without an id."""
+    if not isinstance(model, dict) or not isinstance(model.get("id"), str):
+        return None
+    outputs = (model.get("architecture") or {}).get("output_modalities") or ["text"]
+    if "text" not in outputs:
+        return None
+    pricing = model.get("pricing") or {}
+    prompt = _per_million(pricing.get("prompt"))
+    completion = _per_million(pricing.get("completion"))
+    return {
+        "id": model["id"],
+        "name": str(model.get("name") or model["id"]),
+        "description": str(model.get("description") or "")[:300],
+        "context_length": int(model.get("context_length") or 0),
+        "prompt_per_m": prompt,
+        "completion_per_m": completion,
+        "free": prompt == "0" and completion == "0",
+    }
+
+
+def _per_million(price: Any) -> str | None:
+    """``"0.00000015"`` USD per token → ``"0.15"`` per million; ``None`` when unknown or
+    variable (OpenRouter's router models say ``"-1"``)."""
+    try:
+        value = Decimal(str(price)) * 1_000_000
+    except (InvalidOperation, ValueError):
+        return None
+    if value < 0:
+        return None
+    return format(value.normalize(), "f") if value else "0"

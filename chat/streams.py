@@ -1,0 +1,403 @@
+"""The relay: reads answers from OpenRouter and hands them to browser tabs, from this process.
+
+Each answer is read by one asyncio task (a ``Relay``) owned by the process, not by the socket that
+asked: closing every tab does not lose the answer, it finishes and is stored. Per process (per
+event loop, in fact) one ``Hub`` keeps
+
+* the registry of running relays (message id → relay), so a stop from any tab of this process
+  reaches its relay at once;
+* a channel of its own on the channel layer. Its name is the ``writer`` stored on every message
+  it writes: a tab in another process sends ``relay.stop`` or ``relay.follow`` there (and the
+  sweeper can tell a live writer's answers from those of a process that went away);
+* one ticker task for all relays. Every ``FLUSH_INTERVAL`` it sends the text gathered since the
+  last tick to the conversation's group, for relays that other tabs follow (a few deltas per
+  channel-layer message, never one Redis round trip per token); every ``CHAT_SAVE_INTERVAL`` it
+  appends new text to the database in one statement for all answers; every
+  ``HEARTBEAT_INTERVAL`` it tells the database that its answers are still being written.
+
+The socket that asked gets every delta at once, straight from the relay: no Redis, no database,
+no re-encoding of the text so far (the fast path). Group deltas cost real CPU (a channels_redis
+``group_send`` is several Redis commands), so a relay sends them only once another tab said it
+follows (``relay.follow``); until then the group hears only of the start and the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from chat import protocol, services
+from chat.models import Message
+from chat.services import Checkpoint, Outcome, Spent, Started
+from openrouter.client import stream_chat
+from openrouter.streaming import Failed, Finished, Interrupted, TextDelta, Usage
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 0.05  # seconds between batched deltas to the other tabs
+HEARTBEAT_INTERVAL = 10.0  # seconds between "still writing" beats (see services.STALE_AFTER)
+GROUP_SENDS_AT_ONCE = 32  # concurrent group sends per process (each holds a Redis connection)
+
+
+class Listener(Protocol):
+    """The socket that asked for an answer: it gets every delta directly."""
+
+    async def answer_delta(self, message_id: int, text: str, seq: int) -> None: ...
+
+    async def answer_done(self, frame: dict[str, Any]) -> None: ...
+
+
+class Relay:
+    """One answer being read from upstream and handed on.
+
+    The text is kept as the list of deltas (``parts``), never re-joined per token. Three marks
+    into it: what the database holds (``db_*``); where group deltas start (``base_*``): a
+    database checkpoint that moves up only after a group delta was sent *after* the newer
+    checkpoint was committed, so a tab that read any checkpoint and then joined the group never
+    misses text; and how far the group has been sent (``flushed_parts``).
+    """
+
+    def __init__(self, hub: Hub, started: Started, listener: Listener | None) -> None:
+        self.hub = hub
+        self.message_id = started.answer.pk
+        self.group = protocol.conversation_group(started.conversation.pk)
+        self.payload = started.payload
+        self.listener = listener
+        self.followed = False  # another tab follows: send it deltas through the group
+        self.parts: list[str] = []
+        self.length = 0
+        self.db_parts = self.db_length = 0
+        self.base_parts = self.base_length = 0
+        self.rebase_to: tuple[int, int] | None = None
+        self.flushed_parts = 0
+        self.saved_at = self.started_at = time.monotonic()
+        self.ttft_ms: int | None = None
+        self.spent: Spent | None = None
+        self.stop_requested = False
+        self.finished = False
+        self.lock = asyncio.Lock()  # one group send at a time, in order; none after the end
+        self.task: asyncio.Task[None] | None = None
+
+    # --- reading upstream ---------------------------------------------------------------------
+
+    async def run(self, api_key: str) -> None:
+        outcome: Outcome | None = None
+        try:
+            events = stream_chat(api_key, self.payload)
+            async with contextlib.aclosing(events):  # type: ignore[type-var]
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        await self._on_text(event.text)
+                    elif isinstance(event, Usage):
+                        self.spent = Spent(event.prompt_tokens, event.completion_tokens, event.cost)
+                    else:
+                        outcome = outcome_of(event)
+                        break
+        except asyncio.CancelledError:
+            # A stop, or this process shutting down: either way aclosing closed the upstream
+            # connection. The task goes on to store the end, so the cancellation is consumed.
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            outcome = stopped() if self.stop_requested else shut_down()
+        except Exception:
+            logger.exception("relay for message %s failed", self.message_id)
+            outcome = relay_failed()
+        try:
+            await self._finish(outcome or dropped("ended without a final event"))
+        except Exception:
+            logger.exception("could not store the end of message %s", self.message_id)
+        finally:
+            self.hub.forget(self)
+
+    async def _on_text(self, text: str) -> None:
+        self.parts.append(text)
+        self.length += len(text)
+        if self.ttft_ms is None:
+            self.ttft_ms = round((time.monotonic() - self.started_at) * 1000)
+        if self.listener is not None:
+            try:
+                await self.listener.answer_delta(self.message_id, text, self.length)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the socket went away mid-send: the answer goes on without it
+                self.listener = None
+
+    def stop(self) -> bool:
+        if self.finished or self.task is None:
+            return False
+        self.stop_requested = True
+        self.task.cancel()
+        return True
+
+    # --- saving and batching (called by the hub's ticker) -------------------------------------
+
+    def has_unsaved_text(self) -> bool:
+        return self.db_parts < len(self.parts)
+
+    def checkpoint_piece(self) -> tuple[str, tuple[int, int]]:
+        """The text the database lacks, and the mark it reaches once appended."""
+        return "".join(self.parts[self.db_parts :]), (len(self.parts), self.length)
+
+    def saved(self, mark: tuple[int, int]) -> None:
+        self.db_parts, self.db_length = mark
+        self.rebase_to = mark  # after the next group delta, which is sent after this commit
+
+    def needs_flush(self) -> bool:
+        return self.followed and (len(self.parts) > self.flushed_parts or bool(self.rebase_to))
+
+    async def flush(self) -> None:
+        async with self.lock:
+            if not self.finished:
+                await self._send_group_delta()
+
+    async def _send_group_delta(self) -> None:
+        """Send the group the text from the base on (lock held), then move the base up."""
+        end = len(self.parts)
+        if end > self.base_parts:
+            await self.hub.group_send(
+                self.group,
+                {
+                    "type": "chat.delta",
+                    "message": self.message_id,
+                    "start": self.base_length,
+                    "text": "".join(self.parts[self.base_parts : end]),
+                },
+            )
+        self.flushed_parts = end
+        if self.rebase_to is not None:
+            (self.base_parts, self.base_length), self.rebase_to = self.rebase_to, None
+
+    # --- the end ------------------------------------------------------------------------------
+
+    async def _finish(self, outcome: Outcome) -> None:
+        async with self.lock:
+            self.finished = True
+            message = await database_sync_to_async(services.answer_finish)(
+                message_id=self.message_id,
+                writer=self.hub.channel,
+                text="".join(self.parts),
+                outcome=outcome,
+                spent=self.spent,
+                ttft_ms=self.ttft_ms,
+            )
+            if message is None:
+                return  # deleted while it streamed: nobody is left to tell
+            frame = protocol.done_frame(message)
+            if self.listener is not None:
+                with contextlib.suppress(Exception):
+                    await self.listener.answer_done(frame)
+            if self.followed:
+                # Sent even without new text: a follower may hold an older checkpoint than
+                # text flushed before it joined. (A tab whose text still falls short of the
+                # final ``seq`` is sent the stored answer instead; see the consumer.)
+                self.rebase_to = None
+                await self._send_group_delta()
+            await self.hub.group_send(self.group, {"type": "chat.done", "frame": frame})
+
+
+class Hub:
+    """This process's relays, its channel for ``relay.*`` messages, and the ticker."""
+
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.channel = ""
+        self.ready = asyncio.Event()
+        self.relays: dict[int, Relay] = {}
+        self.wake = asyncio.Event()
+        self.beat_at = time.monotonic()
+        self.sending = asyncio.Semaphore(GROUP_SENDS_AT_ONCE)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(self._listen(), name="chat-hub-listen"),
+            asyncio.create_task(self._tick_forever(), name="chat-hub-tick"),
+        ]
+
+    def relay(self, started: Started, api_key: str, listener: Listener | None) -> Relay:
+        """Start reading ``started.answer`` from upstream, in a task owned by this process."""
+        relay = Relay(self, started, listener)
+        self.relays[relay.message_id] = relay
+        relay.task = asyncio.create_task(relay.run(api_key), name=f"chat-relay-{relay.message_id}")
+        self.wake.set()
+        return relay
+
+    def stop(self, message_id: int) -> bool:
+        """Stop an answer if this process writes it; ``False`` if it does not."""
+        relay = self.relays.get(message_id)
+        return relay is not None and relay.stop()
+
+    def follow(self, message_id: int) -> bool:
+        """Another tab follows this answer; ``False`` if this process does not write it."""
+        relay = self.relays.get(message_id)
+        if relay is None:
+            return False
+        relay.followed = True
+        return True
+
+    def detach(self, message_id: int, listener: Listener) -> None:
+        relay = self.relays.get(message_id)
+        if relay is not None and relay.listener is listener:
+            relay.listener = None
+
+    def forget(self, relay: Relay) -> None:
+        if self.relays.get(relay.message_id) is relay:
+            del self.relays[relay.message_id]
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        async with self.sending:
+            await self.layer.group_send(group, message)
+
+    async def drain(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for the running answers to end (tests, graceful shutdown)."""
+        tasks = [relay.task for relay in self.relays.values() if relay.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=seconds)
+
+    async def close(self) -> None:
+        for relay in list(self.relays.values()):
+            if relay.task is not None:
+                relay.task.cancel()
+        await self.drain(5)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.wait(self.tasks, timeout=5)
+
+    async def _listen(self) -> None:
+        # The default prefix on purpose: channels_redis lets one coroutine at a time pop the
+        # process's local channels, and only those sharing a prefix share that pop.
+        self.channel = await self.layer.new_channel()
+        self.ready.set()
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except Exception:
+                # redis-py may turn a cancellation into its own TimeoutError: closing wins.
+                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise
+                logger.warning("the relay channel failed; listening again", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            message_id = message.get("message")
+            if not isinstance(message_id, int):
+                continue
+            if message.get("type") == "relay.stop":
+                self.stop(message_id)
+            elif message.get("type") == "relay.follow":
+                self.follow(message_id)
+
+    async def _tick_forever(self) -> None:
+        while True:
+            if not self.relays:
+                self.wake.clear()
+                await self.wake.wait()
+            await asyncio.sleep(FLUSH_INTERVAL)
+            try:
+                await self._tick()
+            except Exception:
+                logger.exception("chat relay tick failed")
+
+    async def _tick(self) -> None:
+        now = time.monotonic()
+        relays = [relay for relay in self.relays.values() if not relay.finished]
+        # Saved a little early rather than late: the interval is a maximum gap.
+        save_after = settings.CHAT_SAVE_INTERVAL - FLUSH_INTERVAL / 2
+        due = [r for r in relays if r.has_unsaved_text() and now - r.saved_at >= save_after]
+        beat = now - self.beat_at >= HEARTBEAT_INTERVAL
+        if due or beat:
+            await self._save(due, [r.message_id for r in relays] if beat else [], now)
+            if beat:
+                self.beat_at = now
+        await asyncio.gather(*(relay.flush() for relay in relays if relay.needs_flush()))
+
+    async def _save(self, due: list[Relay], alive: list[int], now: float) -> None:
+        checkpoint, marks = Checkpoint(alive=alive), {}
+        for relay in due:
+            piece, marks[relay] = relay.checkpoint_piece()
+            checkpoint.appends.append((relay.message_id, piece))
+        try:
+            saved = await database_sync_to_async(services.answer_checkpoint)(
+                writer=self.channel, checkpoint=checkpoint
+            )
+        except Exception:
+            logger.exception("could not save the text of %d streaming answers", len(due))
+            return
+        for relay in due:
+            relay.saved_at = now
+            if relay.message_id in saved and not relay.finished:
+                relay.saved(marks[relay])
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+async def hub() -> Hub:
+    """This event loop's hub, started on first use."""
+    loop = asyncio.get_running_loop()
+    found = _hubs.get(loop)
+    if found is None:
+        found = _hubs[loop] = Hub()
+        found.start()
+    await found.ready.wait()
+    return found
+
+
+def current_hub() -> Hub | None:
+    """The running loop's hub if it was started (for tests and shutdown)."""
+    return _hubs.get(asyncio.get_running_loop())
+
+
+# --- how an answer ended, in the user's words -------------------------------------------------
+
+
+def outcome_of(event: Finished | Failed | Interrupted) -> Outcome:
+    served = {"model": event.model or "", "generation_id": event.generation_id or ""}
+    if isinstance(event, Finished):
+        return Outcome(Message.State.COMPLETE, finish_reason=event.reason or "", **served)
+    if isinstance(event, Failed):
+        error = event.error
+        return Outcome(
+            Message.State.ERROR, error_code=error.code, error_message=error.message, **served
+        )
+    return dropped(event.reason, **served)
+
+
+def dropped(reason: str, **served: str) -> Outcome:
+    if reason == "stalled":
+        code, why = "stalled", "the model stopped sending"
+    else:
+        code, why = "dropped", "the connection to OpenRouter ended before the answer did"
+    return Outcome(
+        Message.State.INTERRUPTED,
+        error_code=code,
+        error_message=f"The answer was cut off: {why}. The text so far is kept; retry for a "
+        "whole answer.",
+        **served,
+    )
+
+
+def stopped() -> Outcome:
+    return Outcome(Message.State.STOPPED)
+
+
+def shut_down() -> Outcome:
+    return Outcome(
+        Message.State.INTERRUPTED,
+        error_code="shutdown",
+        error_message="The answer was cut off: the server restarted. The text so far is kept.",
+    )
+
+
+def relay_failed() -> Outcome:
+    return Outcome(
+        Message.State.ERROR,
+        error_code="internal",
+        error_message="Something went wrong on our side while relaying this answer. Try again.",
+    )

@@ -1,0 +1,391 @@
+// The chat page: messages live over the websocket, rendered as they stream.
+//
+// Every message element carries data-message-id, data-role, data-state and data-seq (the length
+// of its text, as the server counts it). A delta whose seq is not beyond what a message already
+// has is ignored, so a snapshot and live deltas merge without duplicated text after a reconnect.
+import { ChatSocket } from "./socket.js";
+import { addCopyButtons, copyText, renderMarkdown, renderMeta } from "./render.js";
+import { setupComposer } from "./composer.js";
+import { setupPicker } from "./picker.js";
+
+const FOLLOW_SLACK_PX = 48; // "at the bottom" allows for a little rounding and padding
+
+const app = document.getElementById("chat-app");
+if (app) start(app);
+
+function start(app) {
+  const log = document.getElementById("chat-log");
+  const composerForm = document.getElementById("composer");
+  const textarea = document.getElementById("composer-text");
+  const sendButton = document.getElementById("send-button");
+  const stopButton = document.getElementById("stop-button");
+  const status = document.getElementById("connection-status");
+  const errorBox = document.getElementById("composer-error");
+  const jump = document.getElementById("jump-latest");
+  const connected = app.dataset.connected === "1";
+
+  const state = {
+    conversation: Number(app.dataset.conversation) || null,
+    model: app.dataset.model,
+    modelChosen: false, // a pick on this page is sent with the next prompt
+    entries: new Map(), // message id → entry
+    pending: null, // {ref, text} of a prompt sent and not yet started
+    following: true,
+  };
+
+  // --- messages -----------------------------------------------------------------------------
+
+  function adopt(article) {
+    const entry = {
+      id: Number(article.dataset.messageId),
+      role: article.dataset.role,
+      state: article.dataset.state,
+      seq: Number(article.dataset.seq) || 0,
+      el: article,
+      body: article.querySelector(".message-body"),
+      source: article.querySelector(".message-body").textContent,
+      queued: false,
+    };
+    state.entries.set(entry.id, entry);
+    paint(entry);
+    return entry;
+  }
+
+  function create(view) {
+    const article = document.createElement("article");
+    article.className = `msg msg-${view.role}`;
+    article.dataset.messageId = view.id;
+    article.dataset.role = view.role;
+    article.dataset.state = view.state;
+    article.dataset.seq = "0";
+    const body = document.createElement("div");
+    body.className = "message-body";
+    article.append(body);
+    // Keep the log in id order, whatever order frames arrive in.
+    const later = [...state.entries.values()].filter((e) => e.id > view.id).sort((a, b) => a.id - b.id)[0];
+    if (later) later.el.before(article);
+    else log.append(article);
+    document.getElementById("chat-empty")?.remove();
+    return adopt(article);
+  }
+
+  /** A full message view (snapshot, started): the server's word replaces ours. */
+  function upsert(view) {
+    const entry = state.entries.get(view.id) || create(view);
+    entry.source = view.text;
+    entry.seq = view.seq;
+    setState(entry, view);
+    paint(entry);
+    return entry;
+  }
+
+  function setState(entry, view) {
+    entry.state = view.state;
+    entry.el.dataset.state = view.state;
+    entry.el.dataset.seq = String(entry.seq);
+    if (entry.role === "assistant") renderMeta(entry.el, view);
+  }
+
+  function remove(id) {
+    const entry = state.entries.get(id);
+    if (entry) {
+      entry.el.remove();
+      state.entries.delete(id);
+    }
+  }
+
+  function paint(entry) {
+    if (entry.role === "assistant") {
+      entry.body.innerHTML = renderMarkdown(entry.source);
+      addCopyButtons(entry.body);
+    } else {
+      entry.body.textContent = entry.source; // a prompt is shown as typed
+    }
+    followIfFollowing();
+  }
+
+  // Streaming text is painted once per animation frame at most, however fast deltas come.
+  function schedulePaint(entry) {
+    if (entry.queued) return;
+    entry.queued = true;
+    requestAnimationFrame(() => {
+      entry.queued = false;
+      paint(entry);
+    });
+  }
+
+  function streamingEntry() {
+    for (const entry of state.entries.values()) if (entry.state === "streaming") return entry;
+    return null;
+  }
+
+  function refreshControls() {
+    const streaming = streamingEntry();
+    stopButton.hidden = !streaming;
+    sendButton.hidden = Boolean(streaming);
+    log.setAttribute("aria-busy", String(Boolean(streaming)));
+    const entries = [...state.entries.values()].sort((a, b) => a.id - b.id);
+    const last = entries[entries.length - 1];
+    for (const entry of entries) {
+      entry.el.querySelector(".msg-actions")?.remove();
+      if (entry.role !== "assistant" || entry.state === "streaming") continue;
+      const actions = document.createElement("div");
+      actions.className = "msg-actions";
+      actions.append(actionButton("copy", "Copy"));
+      if (entry === last && !streaming) {
+        const failed = entry.state === "error" || entry.state === "interrupted";
+        actions.append(actionButton(failed ? "retry" : "regenerate", failed ? "Retry" : "Regenerate"));
+      }
+      entry.el.append(actions);
+    }
+  }
+
+  function actionButton(action, label) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary small";
+    button.dataset.action = action;
+    button.textContent = label;
+    return button;
+  }
+
+  // --- following the stream -----------------------------------------------------------------
+
+  const atBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < FOLLOW_SLACK_PX;
+
+  function followIfFollowing() {
+    if (state.following) log.scrollTop = log.scrollHeight;
+    else jump.hidden = false;
+  }
+
+  log.addEventListener("scroll", () => {
+    state.following = atBottom();
+    if (state.following) jump.hidden = true;
+  });
+  jump.addEventListener("click", () => {
+    state.following = true;
+    jump.hidden = true;
+    log.scrollTop = log.scrollHeight;
+  });
+
+  // --- frames from the server ---------------------------------------------------------------
+
+  const handlers = {
+    snapshot(frame) {
+      upsert(frame.message);
+    },
+    subscribed() {},
+    started(frame) {
+      if (frame.replaces) remove(frame.replaces);
+      if (!state.conversation) becomeConversation(frame.conversation);
+      upsert(frame.user);
+      upsert(frame.message);
+      state.following = true;
+      followIfFollowing();
+      if (state.pending) state.pending = null;
+    },
+    delta(frame) {
+      const entry = state.entries.get(frame.message);
+      if (!entry || frame.seq <= entry.seq) return;
+      entry.source += frame.text;
+      entry.seq = frame.seq;
+      entry.el.dataset.seq = String(frame.seq);
+      schedulePaint(entry);
+    },
+    done(frame) {
+      const entry = state.entries.get(frame.message.id);
+      if (!entry) return;
+      setState(entry, frame.message);
+      paint(entry);
+    },
+    error(frame) {
+      if (state.pending && frame.ref === state.pending.ref) {
+        composer.restore(state.pending.text); // nothing the user typed is lost
+        state.pending = null;
+      }
+      showError(frame.message);
+    },
+    pong() {},
+  };
+
+  function onFrame(frame) {
+    const handler = handlers[frame.type];
+    if (!handler) return;
+    handler(frame);
+    if (frame.type !== "delta" && frame.type !== "pong") refreshControls();
+  }
+
+  function becomeConversation(conversation) {
+    state.conversation = conversation.id;
+    app.dataset.conversation = String(conversation.id);
+    const url = app.dataset.conversationUrl.replace("/0/", `/${conversation.id}/`);
+    history.replaceState(null, "", url);
+    document.getElementById("chat-title").textContent = conversation.title;
+    document.title = document.title.replace(/^[^·]*/, `${conversation.title} `);
+    document.querySelector(".composer-options")?.remove();
+    addToSidebar(conversation, url);
+  }
+
+  function addToSidebar(conversation, url) {
+    const list = document.getElementById("conversation-list");
+    list.querySelector(".conversation-none")?.remove();
+    for (const item of list.querySelectorAll(".active")) item.classList.remove("active");
+    const item = document.createElement("li");
+    item.className = "conversation-item active";
+    item.dataset.conversationId = conversation.id;
+    item.dataset.title = conversation.title.toLowerCase();
+    const link = document.createElement("a");
+    link.href = url;
+    link.setAttribute("aria-current", "page");
+    const title = document.createElement("span");
+    title.className = "conversation-title";
+    title.textContent = conversation.title;
+    link.append(title);
+    item.append(link);
+    list.prepend(item);
+  }
+
+  function showError(text) {
+    errorBox.textContent = text;
+    errorBox.hidden = false;
+    clearTimeout(showError.timer);
+    showError.timer = setTimeout(() => (errorBox.hidden = true), 12_000);
+  }
+
+  // --- talking to the server ----------------------------------------------------------------
+
+  function subscribe() {
+    if (!state.conversation) return;
+    // Ask again for everything that may have changed while away: each streaming message, and
+    // anything newer than the newest message shown.
+    const ids = [...state.entries.keys()];
+    const streaming = [...state.entries.values()].filter((e) => e.state === "streaming").map((e) => e.id);
+    const since = streaming.length ? Math.min(...streaming) : ids.length ? Math.max(...ids) + 1 : 0;
+    socket.send({ type: "subscribe", conversation: state.conversation, since });
+  }
+
+  const STATUS_TEXT = {
+    connecting: "Connecting…",
+    reconnecting: "Reconnecting…",
+    open: "",
+    "signed-out": "Signed out: reload the page to sign in again.",
+  };
+
+  const socket = new ChatSocket(app.dataset.socketPath, {
+    onOpen: subscribe,
+    onFrame,
+    onStatus(value) {
+      status.textContent = STATUS_TEXT[value] ?? "";
+      sendButton.disabled = !connected || value !== "open";
+    },
+  });
+
+  function newConversationOptions() {
+    const options = {};
+    for (const name of ["system_prompt", "temperature", "max_tokens"]) {
+      const field = composerForm.querySelector(`[name="${name}"]`);
+      if (field && field.value.trim() !== "") options[name] = name === "system_prompt" ? field.value : Number(field.value);
+    }
+    return options;
+  }
+
+  function send(frame) {
+    const ref = `r${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+    if (!socket.send({ ...frame, ref })) {
+      showError("Not connected right now. Reconnecting — try again in a moment.");
+      return null;
+    }
+    errorBox.hidden = true;
+    return ref;
+  }
+
+  const composer = setupComposer(composerForm, textarea, (text) => {
+    if (!connected) return false;
+    if (streamingEntry()) {
+      showError("An answer is still coming: wait for it or stop it.");
+      return false;
+    }
+    const frame = { type: "send", conversation: state.conversation, text };
+    if (state.modelChosen || !state.conversation) frame.model = state.model;
+    if (!state.conversation) frame.options = newConversationOptions();
+    const ref = send(frame);
+    if (ref === null) return false;
+    state.pending = { ref, text };
+    return true;
+  });
+
+  stopButton.addEventListener("click", () => {
+    const entry = streamingEntry();
+    if (entry) send({ type: "stop", message: entry.id });
+  });
+
+  log.addEventListener("click", async (event) => {
+    const target = event.target.closest("button");
+    if (!target) return;
+    const article = target.closest(".msg");
+    const entry = article && state.entries.get(Number(article.dataset.messageId));
+    if (target.classList.contains("copy-code")) {
+      await copyText(target.closest("pre").querySelector("code")?.textContent ?? "");
+      flash(target, "Copied");
+    } else if (entry && target.dataset.action === "copy") {
+      await copyText(entry.source);
+      flash(target, "Copied");
+    } else if (entry && (target.dataset.action === "regenerate" || target.dataset.action === "retry")) {
+      send({ type: target.dataset.action, message: entry.id });
+    }
+  });
+
+  function flash(button, text) {
+    const before = button.textContent;
+    button.textContent = text;
+    setTimeout(() => (button.textContent = before), 1500);
+  }
+
+  // --- model picker -------------------------------------------------------------------------
+
+  const label = document.getElementById("model-label");
+  setupPicker({
+    dialog: document.getElementById("model-picker"),
+    button: document.getElementById("model-button"),
+    url: app.dataset.modelsUrl,
+    current: () => state.model,
+    onChoose(model) {
+      state.model = model.id;
+      state.modelChosen = true;
+      label.textContent = model.id || "My OpenRouter default";
+      if (state.conversation) rememberModel(model.id);
+    },
+  });
+
+  async function rememberModel(model) {
+    const token = document.querySelector("#model-picker input[name=csrfmiddlewaretoken]").value;
+    const body = new URLSearchParams({ model });
+    const url = app.dataset.modelUrl.replace("/0/", `/${state.conversation}/`);
+    const response = await fetch(url, { method: "POST", body, headers: { "X-CSRFToken": token } });
+    if (response.ok) state.modelChosen = false; // stored: the next prompt need not carry it
+    else showError("Could not save the model choice; it will be sent with your next message.");
+  }
+
+  // --- sidebar ------------------------------------------------------------------------------
+
+  const search = document.getElementById("conversation-search");
+  search?.addEventListener("input", () => {
+    const words = search.value.trim().toLowerCase();
+    for (const item of document.querySelectorAll("#conversation-list [data-title]")) {
+      item.hidden = Boolean(words) && !item.dataset.title.includes(words);
+    }
+  });
+  const toggle = document.querySelector(".sidebar-toggle");
+  toggle?.addEventListener("click", () => {
+    const open = app.classList.toggle("sidebar-open");
+    toggle.setAttribute("aria-expanded", String(open));
+  });
+
+  // --- go -----------------------------------------------------------------------------------
+
+  for (const article of log.querySelectorAll(".msg")) adopt(article);
+  refreshControls();
+  log.scrollTop = log.scrollHeight;
+  socket.connect();
+  if (connected) textarea.focus();
+}

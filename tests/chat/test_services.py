@@ -1,0 +1,245 @@
+"""chat.services and the model's state methods, without a websocket."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import LazySettings
+from django.core.cache import cache
+from django.utils import timezone
+
+from accounts.models import User
+from chat import services
+from chat.models import Conversation, Message
+from chat.protocol import ChatError
+from chat.services import Checkpoint, Outcome, Spent
+from tests.chat.conftest import add_message, make_conversation
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("How do I sort a list?", "How do I sort a list?"),
+        ("  first line\nsecond line", "first line"),
+        ("word " * 30, "word word word word word word word word word word word word…"),
+        ("\n\n", "New conversation"),
+    ],
+)
+def test_a_title_comes_from_the_first_prompt(text: str, title: str) -> None:
+    assert services.conversation_title_from(text) == title
+
+
+def test_history_goes_upstream_with_the_system_prompt_and_without_empty_answers(
+    user: User,
+) -> None:
+    conversation = make_conversation(user, system_prompt="Be brief.")
+    add_message(conversation, Message.Role.USER, "one")
+    add_message(conversation, Message.Role.ASSISTANT, "", state=Message.State.ERROR)
+    add_message(conversation, Message.Role.USER, "two")
+    add_message(conversation, Message.Role.ASSISTANT, "partial", state=Message.State.STOPPED)
+    add_message(conversation, Message.Role.USER, "three")
+    answer = add_message(conversation, Message.Role.ASSISTANT, "", state=Message.State.STREAMING)
+
+    assert services.messages_for_upstream(conversation=conversation, before=answer) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "one"},
+        {"role": "user", "content": "two"},
+        {"role": "assistant", "content": "partial"},
+        {"role": "user", "content": "three"},
+    ]
+
+
+def test_my_openrouter_default_sends_no_model_at_all(user: User) -> None:
+    conversation = make_conversation(user, model="")
+    answer = add_message(conversation, Message.Role.ASSISTANT, "", state=Message.State.STREAMING)
+    payload = services.answer_payload(conversation=conversation, answer=answer)
+    assert "model" not in payload and "temperature" not in payload and "max_tokens" not in payload
+
+    conversation.model, conversation.temperature, conversation.max_tokens = "x/y", 0.0, 50
+    payload = services.answer_payload(conversation=conversation, answer=answer)
+    assert (payload["model"], payload["temperature"], payload["max_tokens"]) == ("x/y", 0.0, 50)
+
+
+def test_a_new_conversation_takes_the_users_default_model(user: User) -> None:
+    user.default_model = "anthropic/claude-3-haiku"
+    started = services.message_send(user=user, conversation_id=None, text="hi", writer="w")
+    assert started.conversation.model == "anthropic/claude-3-haiku"
+    assert started.payload["model"] == "anthropic/claude-3-haiku"
+    chosen = services.message_send(user=user, conversation_id=None, text="hi", writer="w", model="")
+    assert chosen.conversation.model == ""  # "my OpenRouter default", picked on purpose
+
+
+def test_someone_elses_conversation_and_messages_are_not_found(
+    user: User, other_user: User
+) -> None:
+    conversation = make_conversation(other_user)
+    message = add_message(conversation, Message.Role.USER, "mine")
+    with pytest.raises(ChatError) as refused:
+        services.conversation_for(user=user, conversation_id=conversation.pk)
+    assert refused.value.code == "not_found"
+    with pytest.raises(ChatError):
+        services.message_for(user=user, message_id=message.pk)
+    with pytest.raises(ChatError):
+        services.message_send(user=user, conversation_id=conversation.pk, text="x", writer="w")
+    assert conversation.messages.count() == 1
+
+
+def test_the_send_quota_counts_per_user_per_minute(
+    user: User, other_user: User, settings: LazySettings
+) -> None:
+    settings.CHAT_SENDS_PER_MINUTE = 3
+    for _ in range(3):
+        services.send_quota_take(user_id=user.pk)
+    with pytest.raises(ChatError) as refused:
+        services.send_quota_take(user_id=user.pk)
+    assert refused.value.code == "rate_limited" and 1 <= (refused.value.retry_after or 0) <= 60
+    services.send_quota_take(user_id=other_user.pk)  # someone else is not affected
+
+
+def streaming_answer(user: User, content: str = "", **fields: Any) -> Message:
+    conversation = make_conversation(user)
+    add_message(conversation, Message.Role.USER, "question")
+    fields.setdefault("writer", "specific.me!1")
+    fields.setdefault("heartbeat_at", timezone.now())
+    return add_message(
+        conversation, Message.Role.ASSISTANT, content, state=Message.State.STREAMING, **fields
+    )
+
+
+def test_checkpoints_append_text_only_for_the_writers_streaming_answers(user: User) -> None:
+    mine = streaming_answer(user, "Hello")
+    theirs = streaming_answer(user, "Hi", writer="specific.other!2")
+    saved = services.answer_checkpoint(
+        writer="specific.me!1",
+        checkpoint=Checkpoint(appends=[(mine.pk, ", world"), (theirs.pk, "!")]),
+    )
+    assert saved == {mine.pk}
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert (mine.content, theirs.content) == ("Hello, world", "Hi")
+
+
+def test_the_writer_stores_the_end_even_after_the_sweeper_gave_up_on_it(user: User) -> None:
+    answer = streaming_answer(user, "Hel", heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert services.streams_sweep(stale_after=60) == [answer]
+    answer.refresh_from_db()
+    assert answer.state == Message.State.INTERRUPTED and answer.content == "Hel"
+
+    finished = services.answer_finish(
+        message_id=answer.pk,
+        writer="specific.me!1",
+        text="Hello",
+        outcome=Outcome(Message.State.COMPLETE, model="a/b", finish_reason="stop"),
+        spent=Spent(10, 2, 0.0000123),
+        ttft_ms=120,
+    )
+    assert finished is not None
+    answer.refresh_from_db()
+    assert (answer.state, answer.content, answer.model_served) == ("complete", "Hello", "a/b")
+    assert answer.cost == Decimal("0.0000123000")
+    assert (answer.prompt_tokens, answer.completion_tokens, answer.total_tokens) == (10, 2, 12)
+    wrong_writer = services.answer_finish(
+        message_id=answer.pk,
+        writer="specific.imposter!9",
+        text="",
+        outcome=Outcome(Message.State.STOPPED),
+        spent=None,
+        ttft_ms=None,
+    )
+    assert wrong_writer is None
+
+
+def test_the_sweeper_leaves_live_and_finished_answers_alone(user: User) -> None:
+    live = streaming_answer(user, "going")
+    finished = streaming_answer(user, "done", heartbeat_at=timezone.now() - timedelta(hours=1))
+    Message.objects.filter(pk=finished.pk).update(state=Message.State.COMPLETE)
+    assert services.streams_sweep(stale_after=60) == []
+    assert Message.objects.get(pk=live.pk).state == Message.State.STREAMING
+
+
+def test_deleting_a_conversation_stops_its_streaming_answer_where_it_runs(user: User) -> None:
+    layer = get_channel_layer()
+    writer = async_to_sync(layer.new_channel)()
+    answer = streaming_answer(user, "so far", writer=writer)
+    services.conversation_delete(conversation=answer.conversation)
+    assert not Conversation.objects.filter(pk=answer.conversation_id).exists()
+    assert async_to_sync(layer.receive)(writer) == {"type": "relay.stop", "message": answer.pk}
+
+
+def test_state_methods_set_the_final_state_and_the_error() -> None:
+    message = Message(role=Message.Role.ASSISTANT, state=Message.State.STREAMING)
+    message.mark_failed("402", "Out of credits.")
+    assert (message.state, message.error_code, message.is_failed) == ("error", "402", True)
+    message = Message(role=Message.Role.ASSISTANT, state=Message.State.STREAMING)
+    message.mark_complete(finish_reason="length")
+    assert (message.state, message.finish_reason, message.is_failed) == (
+        "complete",
+        "length",
+        False,
+    )
+
+
+# --- the model catalogue ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_catalogue() -> Any:
+    cache.delete_many([services.CATALOGUE_KEY, services.CATALOGUE_LOCK])
+    yield
+    cache.delete_many([services.CATALOGUE_KEY, services.CATALOGUE_LOCK])
+
+
+def test_a_cold_catalogue_is_fetched_once_then_served_from_the_cache(no_catalogue: None) -> None:
+    catalogue = services.models_catalogue()
+    ids = {model["id"] for model in catalogue.models}
+    assert {"openai/gpt-4o-mini", "google/gemma-2-9b-it:free", "sandbox/slow"} <= ids
+    assert "openai/shap-e" not in ids  # makes 3D objects, not chat answers
+    mini = next(model for model in catalogue.models if model["id"] == "openai/gpt-4o-mini")
+    assert (mini["prompt_per_m"], mini["completion_per_m"], mini["free"]) == ("0.15", "0.6", False)
+    assert mini["context_length"] == 128000
+    assert next(m for m in catalogue.models if m["id"] == "google/gemma-2-9b-it:free")["free"]
+    assert cache.get(services.CATALOGUE_KEY)["models"] == catalogue.models
+
+
+def test_a_stale_catalogue_is_served_at_once_and_refreshed_in_the_background(
+    no_catalogue: None,
+) -> None:
+    old = {"models": [{"id": "old/model"}], "fetched_at": time.time() - 10 * 3600}
+    cache.set(services.CATALOGUE_KEY, old)
+    assert services.models_catalogue().models == [{"id": "old/model"}]
+    deadline = time.monotonic() + 10
+    while cache.get(services.CATALOGUE_KEY)["models"] == old["models"]:
+        assert time.monotonic() < deadline, "the background refresh never came"
+        time.sleep(0.05)
+    assert len(cache.get(services.CATALOGUE_KEY)["models"]) > 10
+
+
+def test_with_the_upstream_down_a_cold_catalogue_says_it_is_still_coming(
+    no_catalogue: None, settings: LazySettings
+) -> None:
+    settings.OPENROUTER_URL = "http://127.0.0.1:9"  # nothing listens there
+    catalogue = services.models_catalogue()
+    assert (catalogue.models, catalogue.refreshing) == ([], True)
+
+
+@pytest.mark.parametrize(
+    ("pricing", "expected"),
+    [
+        ({"prompt": "0", "completion": "0"}, ("0", "0", True)),
+        ({"prompt": "0.000003", "completion": "0.000015"}, ("3", "15", False)),
+        ({"prompt": "-1", "completion": "-1"}, (None, None, False)),
+        ({}, (None, None, False)),
+    ],
+)
+def test_prices_are_shown_per_million_tokens(pricing: dict[str, str], expected: tuple) -> None:
+    entry = services.picker_entry({"id": "a/b", "name": "A B", "pricing": pricing})
+    assert entry is not None
+    assert (entry["prompt_per_m"], entry["completion_per_m"], entry["free"]) == expected

@@ -1,0 +1,257 @@
+"""What a tab may ask over the websocket, and what it is refused: ownership, bad input, rate
+limits, busy conversations, regenerate and retry, stops from another process, the sweeper."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import LazySettings
+from django.utils import timezone
+
+from accounts.models import User
+from chat import protocol, streams
+from chat.models import Conversation, Message
+from chat.tasks import sweep_streams
+from openrouter.sandbox.catalog import DEFAULT_CHAT_MODEL
+from openrouter.sandbox.replies import reply_text
+from tests.chat.conftest import Answer, Tab, add_message, make_conversation, session_cookie
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def someone_elses_conversation(other: User) -> tuple[Conversation, Message]:
+    conversation = make_conversation(other, title="Private")
+    add_message(conversation, Message.Role.USER, "secret question")
+    answer = add_message(conversation, Message.Role.ASSISTANT, "secret answer")
+    return conversation, answer
+
+
+async def test_a_tab_can_open_only_its_own_conversations_and_messages(
+    tabs: Any, cookie: bytes, other_user: User
+) -> None:
+    conversation, answer = await someone_elses_conversation(other_user)
+    tab: Tab = await tabs(cookie)
+    refusals = [
+        {"type": "subscribe", "conversation": conversation.pk},
+        {"type": "send", "conversation": conversation.pk, "text": "let me in"},
+        {"type": "stop", "message": answer.pk},
+        {"type": "regenerate", "message": answer.pk},
+        {"type": "retry", "message": answer.pk},
+        {"type": "subscribe", "conversation": 10**9},
+    ]
+    for frame in refusals:
+        await tab.send(**frame, ref="r1")
+        error = await tab.expect("error")
+        assert (error["code"], error["ref"]) == ("not_found", "r1"), frame
+        assert "secret" not in str(error)
+    await tab.send(type="ping", ref=7)
+    assert await tab.expect("pong") == {"type": "pong", "ref": 7}
+    assert await sync_to_async(Message.objects.filter(conversation=conversation).count)() == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("not json at all", "bad_json"),
+        ("[1, 2]", "bad_request"),
+        ('{"no": "type"}', "unknown_type"),
+        ('{"type": "dance"}', "unknown_type"),
+        ('{"type": "subscribe"}', "bad_request"),
+        ('{"type": "subscribe", "conversation": "1"}', "bad_request"),
+        ('{"type": "stop", "message": true}', "bad_request"),
+        ('{"type": "send", "conversation": null, "text": "   "}', "bad_request"),
+        ('{"type": "send", "conversation": null, "text": 5}', "bad_request"),
+        ('{"type": "send", "conversation": null, "text": "hi", "model": "a b"}', "bad_request"),
+        (
+            '{"type": "send", "conversation": null, "text": "hi", "options": {"temperature": 9}}',
+            "bad_request",
+        ),
+    ],
+)
+async def test_bad_input_gets_an_error_frame_and_the_socket_stays_usable(
+    tabs: Any, cookie: bytes, raw: str, code: str
+) -> None:
+    tab: Tab = await tabs(cookie)
+    await tab.socket.send_to(text_data=raw)
+    error = await tab.expect("error")
+    assert error["code"] == code
+    assert error["message"]
+    await tab.send(type="ping")
+    await tab.expect("pong")
+    assert await sync_to_async(Conversation.objects.count)() == 0
+
+
+async def test_oversized_text_and_binary_frames_are_refused(
+    tabs: Any, cookie: bytes, settings: LazySettings
+) -> None:
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="x" * (settings.CHAT_MAX_MESSAGE_CHARS + 1))
+    assert (await tab.expect("error"))["code"] == "too_long"
+    await tab.socket.send_to(text_data="x" * (protocol.max_frame_chars() + 1))
+    assert (await tab.expect("error"))["code"] == "too_long"
+    await tab.socket.send_to(bytes_data=b"\x00\x01")
+    assert (await tab.expect("error"))["code"] == "bad_request"
+    await tab.send(type="send", conversation=None, text="x" * settings.CHAT_MAX_MESSAGE_CHARS)
+    assert (await tab.answer()).state == "complete"  # the limit itself is allowed
+
+
+async def test_without_a_key_a_send_says_to_connect(tabs: Any, user: User) -> None:
+    tab: Tab = await tabs(await sync_to_async(session_cookie)(user))
+    await tab.send(type="send", conversation=None, text="hello")
+    error = await tab.expect("error")
+    assert error["code"] == "not_connected"
+    assert "Connect your OpenRouter account" in error["message"]
+
+
+async def test_sends_are_rate_limited_per_user_with_a_clear_error(
+    tabs: Any, cookie: bytes, settings: LazySettings
+) -> None:
+    settings.CHAT_SENDS_PER_MINUTE = 2
+    tab: Tab = await tabs(cookie)
+    for _ in range(2):
+        await tab.send(type="send", conversation=None, text="hi", model="sandbox/error-400")
+        await tab.answer()
+    await tab.send(type="send", conversation=None, text="hi", ref="third")
+    error = await tab.expect("error")
+    assert error["code"] == "rate_limited" and error["ref"] == "third"
+    assert 1 <= error["retry_after"] <= 60
+    assert "Try again in" in error["message"]
+    assert await sync_to_async(Conversation.objects.count)() == 2
+
+
+async def test_a_conversation_answers_one_prompt_at_a_time(tabs: Any, cookie: bytes) -> None:
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello", model="sandbox/slow")
+    answer = await tab.follow(Answer(), lambda frame: frame["type"] == "started")
+    conversation = answer.started["conversation"]["id"]  # type: ignore[index]
+    await tab.send(type="send", conversation=conversation, text="and another", ref="second")
+    error = await tab.until(lambda frame: frame["type"] == "error")
+    assert error[-1]["code"] == "busy" and error[-1]["ref"] == "second"
+    await tab.send(type="stop", message=answer.message_id)
+    assert (await tab.answer(into=answer)).state == "stopped"
+
+
+async def test_retry_after_an_error_replaces_the_failed_answer(tabs: Any, cookie: bytes) -> None:
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello", model="sandbox/error-502")
+    failed = await tab.answer()
+    assert failed.state == "error"
+    conversation = failed.started["conversation"]["id"]  # type: ignore[index]
+    await sync_to_async(Conversation.objects.filter(pk=conversation).update)(model="")
+
+    await tab.send(type="regenerate", message=failed.message_id + 1000)
+    assert (await tab.expect("error"))["code"] == "not_found"
+    await tab.send(type="retry", message=failed.message_id)
+    retried = await tab.answer()
+
+    assert retried.started["replaces"] == failed.message_id  # type: ignore[index]
+    assert retried.started["user"]["text"] == "hello"  # type: ignore[index]
+    assert retried.state == "complete"
+    assert retried.text == reply_text(model=DEFAULT_CHAT_MODEL, prompt="hello")
+    messages = await sync_to_async(list)(
+        Message.objects.filter(conversation_id=conversation).values_list("role", "state")
+    )
+    assert messages == [("user", "complete"), ("assistant", "complete")]
+
+    await tab.send(type="retry", message=retried.message_id)  # it did not fail
+    assert (await tab.expect("error"))["code"] == "not_allowed"
+    await tab.send(type="regenerate", message=retried.message_id)
+    again = await tab.answer()
+    assert again.started["replaces"] == retried.message_id  # type: ignore[index]
+    assert again.text == retried.text  # the sandbox is deterministic
+
+
+async def test_a_stop_reaches_an_answer_through_its_writer_channel(
+    tabs: Any, cookie: bytes
+) -> None:
+    """What a tab in another process does: it sends ``relay.stop`` to the message's writer."""
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello", model="sandbox/slow")
+    answer = await tab.follow(Answer(), lambda frame: frame["type"] == "delta")
+    message = await sync_to_async(Message.objects.get)(pk=answer.message_id)
+    assert message.writer == (await streams.hub()).channel
+
+    await get_channel_layer().send(message.writer, protocol.relay_stop_message(message.pk))
+    assert (await tab.answer(into=answer)).state == "stopped"
+
+
+async def test_the_sweeper_interrupts_answers_whose_writer_went_away(
+    tabs: Any, cookie: bytes, connected_user: User
+) -> None:
+    conversation, lost, alive = await sync_to_async(_lost_and_alive_answers)(connected_user)
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="subscribe", conversation=conversation.pk)
+    frames = await tab.until(lambda frame: frame["type"] == "subscribed")
+    assert [f["message"]["text"] for f in frames if f["type"] == "snapshot"] == [
+        "half an ans",
+        "still going",
+    ]
+
+    assert await sync_to_async(sweep_streams)() == 1
+    done = await tab.expect("done")
+    assert done["message"]["id"] == lost.pk
+    assert done["message"]["state"] == "interrupted"
+    lost = await sync_to_async(Message.objects.get)(pk=lost.pk)
+    assert (lost.state, lost.content, lost.error_code) == (
+        "interrupted",
+        "half an ans",
+        "writer_lost",
+    )
+    assert (await sync_to_async(Message.objects.get)(pk=alive.pk)).state == "streaming"
+    await sync_to_async(Message.objects.filter(pk=alive.pk).delete)()
+
+
+def _lost_and_alive_answers(user: User) -> tuple[Conversation, Message, Message]:
+    conversation = make_conversation(user)
+    add_message(conversation, Message.Role.USER, "question")
+    streaming = {"role": Message.Role.ASSISTANT, "state": Message.State.STREAMING}
+    lost = add_message(
+        conversation,
+        content="half an ans",
+        writer="specific.gone!1",
+        heartbeat_at=timezone.now() - timedelta(minutes=5),
+        **streaming,
+    )
+    alive = add_message(
+        conversation,
+        content="still going",
+        writer="specific.here!2",
+        heartbeat_at=timezone.now(),
+        **streaming,
+    )
+    return conversation, lost, alive
+
+
+async def test_a_new_conversation_keeps_its_model_and_options(tabs: Any, cookie: bytes) -> None:
+    tab: Tab = await tabs(cookie)
+    options = {"system_prompt": "Be brief.", "temperature": 0.3, "max_tokens": 12}
+    await tab.send(
+        type="send", conversation=None, text="hello there", model="openai/gpt-4o", options=options
+    )
+    answer = await tab.answer()
+
+    conversation = await sync_to_async(Conversation.objects.get)(
+        pk=answer.started["conversation"]["id"]  # type: ignore[index]
+    )
+    assert (conversation.model, conversation.system_prompt) == ("openai/gpt-4o", "Be brief.")
+    assert (conversation.temperature, conversation.max_tokens) == (0.3, 12)
+    whole = reply_text(model="openai/gpt-4o", prompt="hello there", temperature=0.3)
+    assert whole.startswith(answer.text) and answer.text != whole  # cut at max_tokens…
+    assert answer.state == "complete"  # …which is a complete answer, and says so
+    assert answer.done["message"]["finish_reason"] == "length"  # type: ignore[index]
+    assert answer.done["message"]["model"] == "openai/gpt-4o"  # type: ignore[index]
+
+
+async def test_a_model_reply_with_html_is_stored_as_text(tabs: Any, cookie: bytes) -> None:
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hi", model="sandbox/xss")
+    answer = await tab.answer()
+    assert "<script>window.__xss=1;alert(1)</script>" in answer.text
+    message = await sync_to_async(Message.objects.get)(pk=answer.message_id)
+    assert message.content == answer.text

@@ -1,0 +1,284 @@
+"""Answers streamed over the websocket: real Redis channel layer, real database, the sandbox
+upstream over HTTP. Nothing here asserts timing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.utils import timezone
+
+from chat import protocol
+from chat.models import Message
+from openrouter.sandbox.catalog import DEFAULT_CHAT_MODEL
+from openrouter.sandbox.replies import reply_text
+from tests.chat.conftest import (
+    Answer,
+    Tab,
+    add_message,
+    eventually,
+    make_conversation,
+    sandbox_state,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def is_delta(frame: dict[str, Any]) -> bool:
+    return frame["type"] == "delta"
+
+
+@database_sync_to_async
+def stored(message_id: int) -> Message:
+    return Message.objects.get(pk=message_id)
+
+
+async def test_a_streamed_reply_arrives_whole_and_in_order_and_equals_the_stored_text(
+    tabs: Any, cookie: bytes
+) -> None:
+    tab: Tab = await tabs(cookie)
+    prompt = "Explain how to write a long python function"
+    await tab.send(type="send", conversation=None, text=prompt)
+    answer = await tab.answer()
+
+    assert answer.started is not None
+    assert answer.started["user"]["text"] == prompt
+    assert answer.started["message"]["state"] == "streaming"
+    seqs = [delta["seq"] for delta in answer.deltas]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert "".join(delta["text"] for delta in answer.deltas) == answer.text
+    expected = reply_text(model=DEFAULT_CHAT_MODEL, prompt=prompt)
+    assert answer.text == expected
+    assert answer.state == "complete"
+    message = await stored(answer.message_id)
+    assert message.content == expected
+    assert message.state == Message.State.COMPLETE
+    done = answer.done["message"]  # type: ignore[index]
+    assert done["seq"] == len(expected)
+    # No model chosen: none was sent, and the answer says which one OpenRouter picked.
+    assert done["model"] == DEFAULT_CHAT_MODEL == message.model_served
+    assert done["usage"]["completion_tokens"] > 0 and float(done["usage"]["cost"]) > 0
+    assert message.completion_tokens == done["usage"]["completion_tokens"]
+    assert done["ttft_ms"] is not None and message.time_to_first_token_ms is not None
+
+
+async def test_two_tabs_see_the_same_stream_the_second_in_batches(tabs: Any, cookie: bytes) -> None:
+    first: Tab = await tabs(cookie)
+    await first.send(type="send", conversation=None, text="hello")
+    greeting = await first.answer()
+    conversation = greeting.started["conversation"]["id"]  # type: ignore[index]
+
+    second: Tab = await tabs(cookie)
+    await second.send(type="subscribe", conversation=conversation)
+    await second.expect("subscribed")
+    prompt = "Tell me a long story about the sea"
+    await first.send(type="send", conversation=conversation, text=prompt)
+    asked, followed = await first.answer(), await second.answer()
+
+    assert followed.started == asked.started  # the prompt and the new answer, in both tabs
+    expected = reply_text(model=DEFAULT_CHAT_MODEL, prompt=prompt)
+    assert asked.text == followed.text == expected
+    assert (await stored(asked.message_id)).content == expected
+    assert followed.done == asked.done
+    # The tab that asked gets every delta straight from the relay; the other follows through the
+    # channel layer, several deltas to a message.
+    assert len(followed.deltas) < len(asked.deltas)
+
+
+async def test_stop_ends_the_answer_keeps_its_text_and_closes_the_upstream(
+    tabs: Any, cookie: bytes
+) -> None:
+    before = await sandbox_state()
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello", model="sandbox/slow")
+    answer = await tab.follow(Answer(), is_delta)
+    await tab.send(type="stop", message=answer.message_id)
+    await tab.answer(into=answer)
+
+    assert answer.state == "stopped"
+    message = await stored(answer.message_id)
+    assert message.state == Message.State.STOPPED
+    assert message.content == answer.text != ""
+    assert reply_text(model="sandbox/slow", prompt="hello").startswith(message.content)
+    after = await eventually(
+        lambda: _sandbox_when(lambda s: s["cancelled_streams"] > before["cancelled_streams"]),
+        "the sandbox to see the stream cancelled",
+    )
+    assert after["active_streams"] == before["active_streams"]
+
+
+async def _sandbox_when(check: Any) -> dict[str, int] | None:
+    state = await sandbox_state()
+    return state if check(state) else None
+
+
+@pytest.mark.parametrize("status", [400, 401, 402, 403, 408, 429, 451, 500, 502, 503])
+async def test_each_upstream_error_status_ends_the_answer_in_error_with_a_sentence(
+    tabs: Any, cookie: bytes, status: int
+) -> None:
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hi", model=f"sandbox/error-{status}")
+    answer = await tab.answer()
+
+    assert answer.state == "error"
+    assert answer.deltas == []
+    error = answer.done["message"]["error"]  # type: ignore[index]
+    assert error["code"] == str(status)
+    message = await stored(answer.message_id)
+    assert (message.state, message.error_code) == (Message.State.ERROR, str(status))
+    assert message.error_message == error["message"] != ""
+    assert message.content == ""
+    words = {401: "Reconnect", 402: "credits", 429: "again in 7 s", 503: "again in 3 s"}
+    assert words.get(status, "") in message.error_message
+
+
+async def test_a_mid_stream_error_chunk_ends_in_error_with_the_partial_text_kept(
+    tabs: Any, cookie: bytes
+) -> None:
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hi", model="sandbox/midstream-error")
+    answer = await tab.answer()
+
+    assert answer.state == "error"
+    message = await stored(answer.message_id)
+    assert message.state == Message.State.ERROR and message.error_code == "502"
+    assert message.content == answer.text != ""
+    whole = reply_text(model="sandbox/midstream-error", prompt="hi")
+    assert whole.startswith(message.content) and message.content != whole
+
+
+@pytest.mark.parametrize("model", ["sandbox/drop", "sandbox/truncated", "sandbox/stall"])
+async def test_a_dropped_truncated_or_stalled_stream_is_interrupted_never_complete(
+    tabs: Any, cookie: bytes, model: str
+) -> None:
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hi", model=model)
+    answer = await tab.answer(seconds=30)
+
+    assert answer.state == "interrupted"
+    message = await stored(answer.message_id)
+    assert message.state == Message.State.INTERRUPTED
+    assert message.error_code == ("stalled" if model == "sandbox/stall" else "dropped")
+    assert "cut off" in message.error_message
+    whole = reply_text(model=model, prompt="hi")
+    assert message.content == answer.text != ""
+    assert whole.startswith(message.content) and message.content != whole
+
+
+async def test_a_reconnecting_tab_gets_the_text_so_far_then_the_live_rest(
+    tabs: Any, cookie: bytes
+) -> None:
+    first: Tab = await tabs(cookie)
+    await first.send(type="send", conversation=None, text="hello", model="sandbox/slow")
+    seen = await first.follow(Answer(), lambda frame: is_delta(frame) and frame["seq"] > 20)
+    await first.close()  # the network blinks mid-answer
+
+    again: Tab = await tabs(cookie)
+    conversation = seen.started["conversation"]["id"]  # type: ignore[index]
+    await again.send(type="subscribe", conversation=conversation, since=0)
+    frames = await again.until(lambda frame: frame["type"] == "subscribed")
+    snapshots = {f["message"]["role"]: f for f in frames if f["type"] == "snapshot"}
+    assert snapshots["user"]["message"]["text"] == "hello"
+    answer = Answer(snapshot=snapshots["assistant"])
+    assert answer.snapshot["message"]["state"] == "streaming"  # type: ignore[index]
+    await again.follow(answer, lambda frame: is_delta(frame) and frame["seq"] > len(seen.text))
+    await again.send(type="stop", message=answer.message_id)  # live again; enough now
+    await again.answer(into=answer)
+
+    message = await stored(answer.message_id)
+    assert answer.state == "stopped"
+    assert answer.text == message.content  # snapshot + deltas: nothing lost, nothing twice
+    assert message.content.startswith(seen.text)
+    assert reply_text(model="sandbox/slow", prompt="hello").startswith(message.content)
+
+
+async def test_closing_every_tab_does_not_lose_the_answer(tabs: Any, cookie: bytes) -> None:
+    tab: Tab = await tabs(cookie)
+    prompt = "Write a long essay on rivers"
+    await tab.send(type="send", conversation=None, text=prompt)
+    started = await tab.expect("started")
+    await tab.close()
+
+    message_id = started["message"]["id"]
+    finished = await eventually(
+        lambda: _stored_when(message_id, lambda m: m.state != Message.State.STREAMING),
+        "the answer to finish with no tab open",
+    )
+    assert finished.state == Message.State.COMPLETE
+    assert finished.content == reply_text(model=DEFAULT_CHAT_MODEL, prompt=prompt)
+
+    back: Tab = await tabs(cookie)  # on return, the whole answer is there
+    await back.send(type="subscribe", conversation=started["conversation"]["id"], since=0)
+    frames = await back.until(lambda frame: frame["type"] == "subscribed")
+    assert frames[-2]["message"] | {"text": None} == {
+        **frames[-2]["message"],
+        "text": None,
+        "state": "complete",
+    }
+    assert frames[-2]["message"]["text"] == finished.content
+
+
+async def _stored_when(message_id: int, check: Any) -> Message | None:
+    message = await stored(message_id)
+    return message if check(message) else None
+
+
+async def test_a_lone_tab_costs_the_channel_layer_no_deltas(
+    tabs: Any, cookie: bytes, connected_user: Any
+) -> None:
+    """Deltas reach the asking tab directly; the group hears of the start and the end only,
+    until another tab follows."""
+    conversation = await database_sync_to_async(make_conversation)(connected_user)
+    layer = get_channel_layer()
+    spy = await layer.new_channel()
+    await layer.group_add(protocol.conversation_group(conversation.pk), spy)
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=conversation.pk, text="Tell me a long story")
+    answer = await tab.answer()
+    assert len(answer.deltas) > 500
+
+    heard = []
+    while not heard or heard[-1]["type"] != "chat.done":
+        heard.append(await asyncio.wait_for(layer.receive(spy), 5))
+    assert [message["type"] for message in heard] == ["chat.started", "chat.done"]
+
+
+async def test_a_tab_that_missed_text_is_sent_the_stored_answer_at_the_end(
+    tabs: Any, cookie: bytes, connected_user: Any
+) -> None:
+    message = await database_sync_to_async(_streaming_answer)(connected_user, "Half")
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="subscribe", conversation=message.conversation_id)
+    snapshot = await tab.expect("snapshot")
+    assert snapshot["message"]["text"] == "Half"
+    await tab.expect("subscribed")
+
+    # The answer ends (its writer elsewhere) without this tab ever getting the rest.
+    await database_sync_to_async(Message.objects.filter(pk=message.pk).update)(
+        content="Half and the rest", state=Message.State.COMPLETE
+    )
+    message = await stored(message.pk)
+    await get_channel_layer().group_send(
+        protocol.conversation_group(message.conversation_id),
+        {"type": "chat.done", "frame": protocol.done_frame(message)},
+    )
+    resent = await tab.expect("snapshot")
+    assert resent["message"]["text"] == "Half and the rest"
+    assert resent["message"]["state"] == "complete"
+    assert (await tab.expect("done"))["message"]["seq"] == len("Half and the rest")
+
+
+def _streaming_answer(user: Any, content: str) -> Message:
+    conversation = make_conversation(user)
+    add_message(conversation, Message.Role.USER, "question")
+    return add_message(
+        conversation,
+        Message.Role.ASSISTANT,
+        content,
+        state=Message.State.STREAMING,
+        writer="specific.elsewhere!1",
+        heartbeat_at=timezone.now(),
+    )

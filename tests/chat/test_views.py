@@ -1,0 +1,217 @@
+"""The chat pages: list and search, ownership, rename / settings / delete, the connect prompt,
+the picker's JSON, and model output that is never rendered as HTML by the server."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+from django.utils import timezone
+
+from accounts.models import User
+from chat import services
+from chat.models import Conversation, Message
+from openrouter.sandbox.faults import XSS_PAYLOAD
+from tests.chat.conftest import add_message, make_conversation
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def titles(html: str) -> list[str]:
+    return re.findall(r'<span class="conversation-title">([^<]*)</span>', html)
+
+
+def test_the_list_shows_my_conversations_most_recent_first(
+    signed_in: Client, user: User, other_user: User
+) -> None:
+    older = make_conversation(user, title="Older")
+    make_conversation(user, title="Newer")
+    make_conversation(other_user, title="Not mine")
+    Conversation.objects.filter(pk=older.pk).update(updated_at=timezone.now() - timedelta(days=1))
+
+    page = signed_in.get("/chat/").content.decode()
+    assert titles(page) == ["Newer", "Older"]
+    assert "What can I help with?" in page  # the prompt box starts a new conversation
+
+
+def test_the_list_searches_titles(signed_in: Client, user: User) -> None:
+    for title in ["Sorting lists", "Cooking pasta", "List comprehension"]:
+        make_conversation(user, title=title)
+    page = signed_in.get("/chat/", {"q": "list"}).content.decode()
+    assert sorted(titles(page)) == ["List comprehension", "Sorting lists"]
+    assert "No conversation titled like" in signed_in.get("/chat/", {"q": "zz"}).content.decode()
+
+
+def test_someone_elses_conversation_is_a_404_for_every_page_and_action(
+    signed_in: Client, other_user: User
+) -> None:
+    theirs = make_conversation(other_user, title="Private")
+    add_message(theirs, Message.Role.USER, "secret")
+    assert signed_in.get(f"/chat/{theirs.pk}/").status_code == 404
+    for action, data in [
+        ("rename", {"title": "Mine now"}),
+        ("settings", {"title": "Mine now"}),
+        ("model", {"model": "a/b"}),
+        ("delete", {}),
+    ]:
+        assert signed_in.post(f"/chat/{theirs.pk}/{action}/", data).status_code == 404, action
+    theirs.refresh_from_db()
+    assert theirs.title == "Private" and theirs.model == ""
+
+
+def test_pages_need_a_session(client: Client, user: User) -> None:
+    conversation = make_conversation(user)
+    for path in ["/chat/", f"/chat/{conversation.pk}/", "/chat/models.json"]:
+        response = client.get(path)
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_a_conversation_page_marks_each_message_for_the_script(
+    signed_in: Client, user: User
+) -> None:
+    conversation = make_conversation(user, title="Seas")
+    add_message(conversation, Message.Role.USER, "Tell me about seas")
+    answer = add_message(
+        conversation,
+        Message.Role.ASSISTANT,
+        "Seas are big.",
+        model_served="openai/gpt-4o-mini",
+        prompt_tokens=12,
+        completion_tokens=4,
+        cost="0.0000042",
+        time_to_first_token_ms=321,
+    )
+    page = signed_in.get(f"/chat/{conversation.pk}/").content.decode()
+    assert f'data-message-id="{answer.pk}" data-role="assistant" data-state="complete"' in page
+    assert '<div class="message-body">Seas are big.</div>' in page
+    for fact in ["openai/gpt-4o-mini", "12 → 4 tokens", "$0.000004", "first token 321 ms"]:
+        assert fact in page
+
+
+def test_model_output_is_shown_as_text_never_as_html(signed_in: Client, user: User) -> None:
+    conversation = make_conversation(user, title="<b>bold title</b>")
+    add_message(conversation, Message.Role.USER, "<img src=x onerror=alert(1)>")
+    add_message(conversation, Message.Role.ASSISTANT, XSS_PAYLOAD)
+    page = signed_in.get(f"/chat/{conversation.pk}/").content.decode()
+    assert "<script>window.__xss" not in page
+    assert "<img src=x" not in page and "<b>bold title</b>" not in page
+    assert "&lt;script&gt;window.__xss=1;alert(1)&lt;/script&gt;" in page
+    assert all(src.endswith(".js") for src in re.findall(r'<script[^>]*src="([^"]+)"', page))
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page)  # no inline script at all
+
+
+def test_without_a_key_the_page_offers_the_one_click_connect(signed_in: Client) -> None:
+    page = signed_in.get("/chat/").content.decode()
+    assert "Connect your OpenRouter account" in page
+    assert 'href="/connect/openrouter/?next=/chat/"' in page
+    assert 'data-connected="0"' in page
+
+
+def test_with_a_key_there_is_no_connect_prompt(connected_client: Client) -> None:
+    page = connected_client.get("/chat/").content.decode()
+    assert "Connect your OpenRouter account" not in page
+    assert 'data-connected="1"' in page
+
+
+def test_rename_and_settings_are_saved(signed_in: Client, user: User) -> None:
+    conversation = make_conversation(user, title="Old")
+    response = signed_in.post(f"/chat/{conversation.pk}/rename/", {"title": "  New title "})
+    assert response.status_code == 302
+    conversation.refresh_from_db()
+    assert conversation.title == "New title"
+
+    response = signed_in.post(
+        f"/chat/{conversation.pk}/settings/",
+        {
+            "title": "Tuned",
+            "model": "openai/gpt-4o",
+            "system_prompt": "Answer in French.",
+            "temperature": "0.7",
+            "max_tokens": "500",
+        },
+    )
+    assert response.status_code == 302
+    conversation.refresh_from_db()
+    assert (conversation.title, conversation.model, conversation.system_prompt) == (
+        "Tuned",
+        "openai/gpt-4o",
+        "Answer in French.",
+    )
+    assert (conversation.temperature, conversation.max_tokens) == (0.7, 500)
+
+
+def test_settings_out_of_range_are_refused_with_the_reason(signed_in: Client, user: User) -> None:
+    conversation = make_conversation(user, title="Keep")
+    response = signed_in.post(
+        f"/chat/{conversation.pk}/settings/",
+        {"title": "Keep", "model": "bad model id", "temperature": "3", "max_tokens": "0"},
+    )
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "A model id looks like" in page and "less than or equal to 2" in page
+    conversation.refresh_from_db()
+    assert conversation.temperature is None and conversation.model == ""
+
+
+def test_the_picker_remembers_the_model_per_conversation(signed_in: Client, user: User) -> None:
+    conversation = make_conversation(user, model="openai/gpt-4o")
+    response = signed_in.post(f"/chat/{conversation.pk}/model/", {"model": ""})
+    assert response.json() == {"model": "", "label": "My OpenRouter default"}
+    conversation.refresh_from_db()
+    assert conversation.model == ""
+    bad = signed_in.post(f"/chat/{conversation.pk}/model/", {"model": "<script>"})
+    assert bad.status_code == 400
+
+
+def test_delete_removes_the_conversation_and_its_messages(signed_in: Client, user: User) -> None:
+    conversation = make_conversation(user)
+    add_message(conversation, Message.Role.USER, "bye")
+    response = signed_in.post(f"/chat/{conversation.pk}/delete/")
+    assert response.status_code == 302 and response["Location"] == "/chat/"
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+    assert signed_in.get(f"/chat/{conversation.pk}/").status_code == 404
+
+
+def test_the_picker_gets_the_models_with_prices_per_million(signed_in: Client) -> None:
+    cache.delete(services.CATALOGUE_KEY)
+    data = json.loads(signed_in.get("/chat/models.json").content)
+    assert data["refreshing"] is False and data["fetched_at"]
+    by_id = {model["id"]: model for model in data["models"]}
+    assert by_id["anthropic/claude-3.5-sonnet"]["completion_per_m"] == "15"
+    assert by_id["mistralai/mistral-7b-instruct:free"]["free"] is True
+    assert "openai/shap-e" not in by_id
+
+
+def test_support_reads_chats_and_usage_in_the_admin(client: Client, user: User) -> None:
+    staff = make_user(is_staff=True, is_superuser=True)
+    conversation = make_conversation(user, title="Help me")
+    add_message(conversation, Message.Role.USER, "question")
+    answer = add_message(
+        conversation,
+        Message.Role.ASSISTANT,
+        "answer text",
+        prompt_tokens=100,
+        completion_tokens=20,
+        cost="0.25",
+    )
+    add_message(conversation, Message.Role.ASSISTANT, "second", cost="0.5", completion_tokens=5)
+    client.force_login(staff)
+
+    for path in [
+        "/admin/chat/conversation/",
+        f"/admin/chat/conversation/{conversation.pk}/change/",
+        "/admin/chat/message/?state__exact=complete",
+        f"/admin/chat/message/?q={user.email}",
+    ]:
+        assert client.get(path).status_code == 200, path
+    detail = client.get(f"/admin/chat/message/{answer.pk}/change/").content.decode()
+    assert "answer text" in detail and 'name="content"' not in detail  # read, not edit
+    assert client.get("/admin/chat/message/add/").status_code == 403
+
+    usage = client.get("/admin/chat/chatusage/").content.decode()
+    assert user.email in usage and "$0.75" in usage and "100 → 25" in usage
