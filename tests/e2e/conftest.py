@@ -8,6 +8,7 @@ at desktop and phone width; a failing test leaves a screenshot and the browser c
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def stack(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
 
     It has a Redis of its own, so its worker never takes jobs queued by other tests.
     """
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # screenshots are of this run only
     redis, redis_url = services.start_redis()
     sandbox, sandbox_url = services.start_sandbox(token_delay=0.03, generation_delay=2.0)
     env = {**services.test_database_env(), "OPENROUTER_URL": sandbox_url, "REDIS_URL": redis_url}

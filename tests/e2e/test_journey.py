@@ -6,10 +6,11 @@ import io
 from pathlib import Path
 
 from PIL import Image
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
+from chat.models import Message
 from generations.models import Generation
-from tests.e2e.conftest import shoot
+from tests.e2e.conftest import DESKTOP, shoot
 from tests.factories import PASSWORD
 
 
@@ -31,17 +32,6 @@ def connect_openrouter(page: Page, base: str) -> None:
     shoot(page, "sandbox-consent")
     page.click("button:has-text('Authorize')")
     expect(page.locator(".message.success")).to_contain_text("connected")
-
-
-def test_sign_up_connect_and_see_credits(page: Page, stack: str) -> None:
-    sign_up(page, stack, "journey@example.com")
-    connect_openrouter(page, stack)
-    page.goto(f"{stack}/account/")
-    expect(page.locator("#credits")).to_have_attribute("data-loaded", "1")
-    expect(page.locator("[data-field=limit_remaining]")).to_have_text("$10.00")
-    shoot(page, "account-connected")
-    page.click("nav >> text=Sign out")
-    expect(page.locator("nav")).to_contain_text("Sign in")
 
 
 def canvas_colours(page: Page, selector: str) -> int:
@@ -81,7 +71,127 @@ def generate_and_view(page: Page, base: str) -> None:
     shoot(page, "generations-gallery")
 
 
-def test_generate_a_3d_object_watch_it_live_view_and_download_it(page: Page, stack: str) -> None:
-    sign_up(page, stack, "maker@example.com")
+def pick_model(page: Page, model_id: str) -> None:
+    page.click("#model-button")
+    page.fill("#picker-search", model_id)
+    page.click(f".picker-option[data-model-id='{model_id}']")
+    expect(page.locator("#model-label")).to_have_text(model_id)
+
+
+def send(page: Page, text: str) -> Locator:
+    """Send a message; returns the new answer's element."""
+    answers = page.locator(".msg[data-role=assistant]")
+    before = answers.count()
+    page.fill("#composer-text", text)
+    page.press("#composer-text", "Enter")
+    expect(answers).to_have_count(before + 1)
+    return answers.nth(before)
+
+
+def chat_streams_progressively_with_markdown(page: Page, base: str) -> None:
+    page.goto(f"{base}/chat/")
+    shoot(page, "chat-new")
+    pick_model(page, "openai/gpt-4o")
+    answer = send(page, "Show me python code that greets the world")
+    expect(answer).to_have_attribute("data-state", "streaming")
+    body = answer.locator(".message-body")
+    expect(body).not_to_be_empty()
+    partial = len(body.inner_text())
+    expect(answer).to_have_attribute("data-state", "complete", timeout=30_000)
+    assert 0 < partial < len(body.inner_text())  # an intermediate state was seen, not only the end
+    expect(body.locator("pre code")).to_be_visible()  # a highlighted code block
+    expect(body.locator(".copy-code").first).to_be_visible()
+    assert body.locator("ul, ol, strong, h1, h2, h3").count() > 0  # markdown, not raw text
+    expect(answer.locator(".meta-model")).to_have_text("openai/gpt-4o")
+    expect(answer.locator(".msg-meta")).to_contain_text("tokens")
+    shoot(page, "chat-answer")
+
+
+def stop_keeps_the_partial_answer(page: Page) -> None:
+    answer = send(page, "Tell me a long story about a lighthouse")
+    expect(answer.locator(".message-body")).not_to_be_empty()
+    page.click("#stop-button")
+    expect(answer).to_have_attribute("data-state", "stopped")
+    shown = answer.locator(".message-body").inner_text()
+    stored = Message.objects.get(pk=answer.get_attribute("data-message-id"))
+    assert stored.state == "stopped"
+    assert stored.content and len(stored.content) < 2000
+    assert shown.split()[0] in stored.content
+
+
+def an_error_model_shows_its_sentence(page: Page) -> None:
+    pick_model(page, "sandbox/error-402")
+    answer = send(page, "Hello?")
+    expect(answer).to_have_attribute("data-state", "error")
+    expect(answer.locator(".msg-error")).to_contain_text("credits are used up")
+    shoot(page, "chat-error")
+
+
+def a_reload_mid_answer_continues(page: Page) -> None:
+    pick_model(page, "openai/gpt-4o")
+    answer = send(page, "Tell me a long story about the sea")
+    expect(answer.locator(".message-body")).not_to_be_empty()
+    message_id = answer.get_attribute("data-message-id")
+    page.reload()
+    again = page.locator(f".msg[data-message-id='{message_id}']")
+    expect(again).to_have_attribute("data-state", "streaming")
+    expect(again).to_have_attribute("data-state", "complete", timeout=40_000)
+    stored = Message.objects.get(pk=message_id)
+    assert stored.state == "complete"
+    shown = " ".join(again.locator(".message-body").inner_text().split())
+    assert stored.content.split()[-1].strip(".!?*_`") in shown  # the end arrived after reload
+
+
+def html_in_a_reply_does_not_run(page: Page) -> None:
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    pick_model(page, "sandbox/xss")
+    answer = send(page, "Say something")
+    expect(answer).to_have_attribute("data-state", "complete", timeout=30_000)
+    body = answer.locator(".message-body")
+    assert "<script>" in body.inner_text()  # shown as text
+    assert body.locator("script, img, iframe").count() == 0
+    assert page.evaluate("window.__xss") is None
+    assert not dialogs
+    for link in body.locator("a").all():
+        assert not (link.get_attribute("href") or "").startswith("javascript:")
+
+
+def test_a_new_users_whole_journey(page: Page, browser: Browser, stack: str) -> None:
+    sign_up(page, stack, "journey@example.com")
     connect_openrouter(page, stack)
+    page.goto(f"{stack}/account/")
+    expect(page.locator("#credits")).to_have_attribute("data-loaded", "1")
+    expect(page.locator("[data-field=limit_remaining]")).to_have_text("$10.00")
+    shoot(page, "account-connected")
+
+    chat_streams_progressively_with_markdown(page, stack)
+    stop_keeps_the_partial_answer(page)
+    an_error_model_shows_its_sentence(page)
+    a_reload_mid_answer_continues(page)
+    html_in_a_reply_does_not_run(page)
+    shoot(page, "chat-conversation")
     generate_and_view(page, stack)
+
+    # A second person, in a browser of their own, cannot reach any of it by URL.
+    conversation = Message.objects.filter(conversation__user__email="journey@example.com")
+    conversation_id = conversation.first().conversation_id  # type: ignore[union-attr]
+    generation = Generation.objects.get(user__email="journey@example.com")
+    output = generation.outputs.get(index=0)
+    intruder = browser.new_context(viewport=DESKTOP)
+    other = intruder.new_page()
+    sign_up(other, stack, "intruder@example.com")
+    for path in [
+        f"/chat/{conversation_id}/",
+        generation.get_absolute_url(),
+        output.get_absolute_url(),
+        f"{output.get_absolute_url()}?inline=1",
+    ]:
+        response = other.goto(f"{stack}{path}")
+        assert response is not None and response.status == 404, path
+    intruder.close()
+
+    page.click("nav >> text=Sign out")
+    expect(page.locator("nav")).to_contain_text("Sign in")
+    response = page.goto(f"{stack}/chat/{conversation_id}/")
+    assert "/accounts/login/" in page.url
