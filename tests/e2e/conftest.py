@@ -76,8 +76,10 @@ def stack(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
             service.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    # Package scope: Playwright's sync API keeps an event loop running in this thread while it
+    # is open, which would stop the async tests of later packages from running theirs.
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
