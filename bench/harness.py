@@ -300,7 +300,9 @@ class Deployment:
         port = free_port()
         args = [*procfile_command("web", WEB_PORT=str(port)), *extra]
         args[0] = str(ROOT / args[0]) if args[0].startswith(".venv") else args[0]
-        service = Service(name, args, env=self.env, log_dir=self.var)
+        # SITE_URL is the origin websockets must come from: this server's own.
+        env = {**self.env, "SITE_URL": f"http://127.0.0.1:{port}"}
+        service = Service(name, args, env=env, log_dir=self.var)
         self.services.append(service)
         try:
             wait_for(lambda: port_open(port), "the web server", timeout=60)

@@ -1,6 +1,12 @@
-"""HTTP goes to Django; websockets go through the origin check and the session, then the routes."""
+"""HTTP goes to Django; websockets go through the origin check and the session, then the routes.
+
+The origin check compares scheme, host and port with the site's own origins: a page served from
+another port of the same host (under `make run`, the sandbox on :8001) must not open a socket
+with the user's cookie. Channels' ``AllowedHostsOriginValidator`` compares host names only.
+"""
 
 import os
+from urllib.parse import urlsplit
 
 from django.core.asgi import get_asgi_application
 
@@ -9,15 +15,28 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+
+
+def allowed_origins() -> list[str]:
+    """SITE_URL and CSRF_TRUSTED_ORIGINS; in development also SITE_URL's localhost twin."""
+    origins = [settings.SITE_URL, *settings.CSRF_TRUSTED_ORIGINS]
+    site = urlsplit(settings.SITE_URL)
+    twins = {"127.0.0.1": "localhost", "localhost": "127.0.0.1"}
+    if settings.DEBUG and site.hostname in twins:
+        port = f":{site.port}" if site.port else ""
+        origins.append(site._replace(netloc=f"{twins[site.hostname]}{port}").geturl())
+    return origins
+
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        "websocket": OriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), allowed_origins()
         ),
     }
 )
