@@ -197,6 +197,8 @@ def _send(frame: dict[str, Any]) -> Send:
     text = frame.get("text")
     if not isinstance(text, str) or not text.strip():
         raise ChatError("bad_request", "Type a message first.")
+    if not _storable(text):
+        raise ChatError("bad_request", "That message contains characters that cannot be stored.")
     if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
         raise ChatError(
             "too_long",
@@ -209,12 +211,25 @@ def _send(frame: dict[str, Any]) -> Send:
     return Send(conversation, text, model, _options(frame.get("options")))
 
 
+def _storable(text: str) -> bool:
+    """Text the database can keep: no NUL, and valid Unicode (no lone surrogates)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _options(options: Any) -> dict[str, Any]:
     """A new conversation's options, checked by the same form as the settings page."""
     if not options:
         return {}
     if not isinstance(options, dict) or len(str(options)) > MAX_OPTION_CHARS:
         raise ChatError("bad_request", "'options' must be a small object.")
+    if not all(_storable(v) for v in options.values() if isinstance(v, str)):
+        raise ChatError("bad_request", "The options contain characters that cannot be stored.")
     form = ConversationOptionsForm(
         data={name: "" if options.get(name) is None else options[name] for name in OPTION_FIELDS}
     )

@@ -43,7 +43,8 @@ def _page(
     settings_form: ConversationSettingsForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    query = request.GET.get("q", "")
+    # PostgreSQL cannot hold or compare NUL: a search for it simply finds nothing else.
+    query = request.GET.get("q", "").replace("\x00", "")[:200]
     if conversation is not None and settings_form is None:
         settings_form = ConversationSettingsForm(instance=conversation)
     context = {
