@@ -35,8 +35,11 @@ class GenerationsConsumer(AsyncJsonWebsocketConsumer):
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """Nothing to receive; ignored rather than an error, so a stray message is harmless."""
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        """Nothing to receive: every frame — text, binary, not JSON, nested past the parser's
+        limit — is ignored unread, so junk from the page cannot close the socket."""
 
     async def generation_update(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "generation", "generation": event["generation"]})

@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 DEFAULT_MODEL = "openai/shap-e"
 
@@ -46,6 +47,10 @@ class Generation(models.Model):
     # The current claim: a fresh token per attempt, so that only its holder can save results.
     claim_token = models.CharField(max_length=32, blank=True, editable=False)
     claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the current run's task was last sent, and how many times the sweeper re-sent it
+    # because no worker ever claimed it (its message was lost, say with a Redis restart).
+    queued_at = models.DateTimeField(default=timezone.now, editable=False)
+    redispatches = models.PositiveSmallIntegerField(default=0, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -112,14 +117,21 @@ class Generation(models.Model):
         self.progress = ""
         return ["state", "error_code", "error_message", "finished_at", "progress"]
 
-    def mark_queued(self) -> list[str]:
+    def mark_queued(self, *, now: datetime | None = None) -> list[str]:
         """A fresh run asked for by a person (the retry button): the past run is forgotten."""
         self.state = self.State.QUEUED
         self.error_code = self.error_message = self.progress = ""
-        self.attempts = 0
+        self.attempts = self.redispatches = 0
         self.started_at = self.finished_at = self.claimed_at = None
+        self.queued_at = now or timezone.now()
         fields = ["state", "error_code", "error_message", "progress", "attempts"]
-        return [*fields, "started_at", "finished_at", "claimed_at"]
+        return [*fields, "started_at", "finished_at", "claimed_at", "queued_at", "redispatches"]
+
+    def mark_redispatched(self, *, now: datetime) -> list[str]:
+        """Sent again by the sweeper: never claimed, so its message was presumably lost."""
+        self.queued_at = now
+        self.redispatches += 1
+        return ["queued_at", "redispatches"]
 
 
 def output_path(output: GenerationOutput, filename: str) -> str:

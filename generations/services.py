@@ -27,7 +27,16 @@ generation ends with each output stored exactly once.
 
 The sweeper fails a row still ``running`` (or waiting for an automatic retry) when not even a
 redelivery can come any more: its claim is older than the visibility timeout (when Redis
-redelivers) plus a grace period for kombu's periodic restore scan.
+redelivers) plus a grace period for kombu's periodic restore scan. A row queued and never
+claimed for ``REDISPATCH_AFTER`` may have lost its message (a Redis restart without persistence
+loses every queued one): the sweeper sends its task again — harmless if the first message was
+only waiting in a long queue, since the claim lets one delivery run — and fails it with a
+sentence after ``MAX_REDISPATCHES`` sends that no worker took up.
+
+When the database goes away mid-attempt (a failover, a restart, dropped connections) nothing can
+be written, not even the failure: the attempt raises ``DatabaseUnavailable`` carrying its claim
+token, and the task retries later with that token, so the next delivery takes back its own claim
+at once instead of waiting for the lease to expire.
 """
 
 from __future__ import annotations
@@ -44,12 +53,13 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import NotConnected, api_key_for
+from generations import meshes
 from generations.models import (
     EXTENSIONS,
     GLB_TYPE,
@@ -76,6 +86,12 @@ MAX_RETRY_AFTER = 300.0
 # Time for kombu's periodic scan to restore an unacknowledged message after the visibility
 # timeout (by default it scans about every 100 s).
 SWEEP_GRACE = timedelta(seconds=300)
+# A generation queued this long without any worker claiming it is sent again by the sweeper
+# (which runs every minute); after this many such sends it is failed.
+REDISPATCH_AFTER = timedelta(minutes=5)
+MAX_REDISPATCHES = 3
+# The database errors that mean "not reachable right now", not "this query is wrong".
+DATABASE_DOWN = (OperationalError, InterfaceError)
 SNAPSHOT_SIZE = 100  # generations sent to a page when its socket (re)connects
 
 
@@ -90,6 +106,16 @@ class GenerationLimitReached(Exception):
 class ClaimLost(Exception):
     """This attempt no longer holds the generation: another attempt, the sweeper or a delete
     changed it. The attempt stops without writing anything more."""
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached during an attempt, so nothing about it could be
+    written. ``claim_token`` is the attempt's claim (``None`` if it had none yet): the retried
+    delivery passes it back to take the claim over at once."""
+
+    def __init__(self, claim_token: str | None) -> None:
+        super().__init__("database unavailable")
+        self.claim_token = claim_token
 
 
 # --- starting ---------------------------------------------------------------------------------
@@ -131,7 +157,8 @@ def generation_retry(*, generation: Generation) -> bool:
     with transaction.atomic():
         _lock_user(generation.user)
         _check_limits(generation.user, count_hourly=False)
-        if not _compare_and_set(generation, {"state": State.FAILED}, generation.mark_queued()):
+        fields = generation.mark_queued(now=timezone.now())
+        if not _compare_and_set(generation, {"state": State.FAILED}, fields):
             return False
         stale = list(generation.outputs.all())
         generation.outputs.all().delete()
@@ -184,22 +211,45 @@ def _check_limits(user: User, *, count_hourly: bool = True) -> None:
 # --- running (in a worker) --------------------------------------------------------------------
 
 
-def generation_run(*, generation_id: int, retries_left: bool) -> float | None:
+def generation_run(
+    *, generation_id: int, retries_left: bool, claim_token: str | None = None
+) -> float | None:
     """One attempt at a generation: claim it, ask OpenRouter, store the outputs, finish.
 
     Returns ``None`` when there is nothing more to do for this delivery (finished, failed, gone,
     or already done), or the number of seconds after which to look again because another
     attempt holds a live claim. A transient upstream error with ``retries_left`` puts the
-    generation back in the queue and is re-raised for the task to retry later; any other
-    failure ends the generation ``failed`` with the upstream code and a sentence.
+    generation back in the queue and is re-raised for the task to retry later; a database
+    outage raises ``DatabaseUnavailable`` for the task to retry with ``claim_token`` (this
+    attempt's claim, which the retry takes back); any other failure ends the generation
+    ``failed`` with the upstream code and a sentence.
     """
-    generation = generation_claim(generation_id=generation_id)
-    if generation is None:
-        return _live_claim_remaining(generation_id)
+    try:
+        generation = generation_claim(generation_id=generation_id, own_token=claim_token)
+        if generation is None:
+            return _live_claim_remaining(generation_id)
+    except DATABASE_DOWN as exc:
+        raise DatabaseUnavailable(claim_token) from exc
     token = generation.claim_token
+    try:
+        _attempt(generation, token, retries_left)
+    except DATABASE_DOWN as exc:
+        log.warning("generation %s: database unavailable, will retry", generation_id)
+        raise DatabaseUnavailable(token) from exc
+    return None
+
+
+def _attempt(generation: Generation, token: str, retries_left: bool) -> None:
+    generation_id = generation.pk
     generation_notify(generation=generation)
     try:
         _produce(generation, token)
+    except DATABASE_DOWN:
+        raise  # nothing can be written now, not even a failure: the task retries
+    except meshes.InvalidMesh as exc:
+        log.warning("generation %s: invalid output refused: %s", generation_id, exc.reason)
+        if _finish_failed(generation, token, "invalid_output", meshes.InvalidMesh.MESSAGE):
+            _outputs_discard(generation)
     except ClaimLost:
         log.info("generation %s: claim lost, attempt stopped", generation_id)
     except NotConnected as exc:
@@ -216,14 +266,20 @@ def generation_run(*, generation_id: int, retries_left: bool) -> float | None:
     except Exception:
         log.exception("generation %s failed unexpectedly", generation_id)
         _finish_failed(generation, token, "internal", "Something went wrong on our side. Retry.")
-    return None
 
 
-def generation_claim(*, generation_id: int, now: datetime | None = None) -> Generation | None:
-    """Take the generation for this attempt (see the module docstring), or ``None``."""
+def generation_claim(
+    *, generation_id: int, now: datetime | None = None, own_token: str | None = None
+) -> Generation | None:
+    """Take the generation for this attempt (see the module docstring), or ``None``.
+
+    ``own_token`` is the claim of an earlier attempt of this same task that stopped for a
+    database outage: while the row still carries it, it is taken back without waiting for the
+    lease to expire.
+    """
     now = now or timezone.now()
     generation = Generation.objects.filter(pk=generation_id).first()
-    if generation is None or not _claimable(generation, now):
+    if generation is None or not _claimable(generation, now, own_token):
         return None
     previous = {"state": generation.state, "claim_token": generation.claim_token}
     if generation.state == State.RUNNING and generation.attempts >= MAX_ATTEMPTS:
@@ -240,10 +296,14 @@ def _token() -> str:
     return uuid.uuid4().hex
 
 
-def _claimable(generation: Generation, now: datetime) -> bool:
+def _claimable(generation: Generation, now: datetime, own_token: str | None = None) -> bool:
     if generation.state == State.QUEUED:
         return True
-    return generation.state == State.RUNNING and generation.claim_expired(now, _lease())
+    if generation.state != State.RUNNING:
+        return False
+    if own_token and generation.claim_token == own_token:
+        return True
+    return generation.claim_expired(now, _lease())
 
 
 def _lease() -> timedelta:
@@ -295,7 +355,7 @@ def generation_payload(*, generation: Generation) -> dict[str, Any]:
     }
 
 
-def _compare_and_set(generation: Generation, expected: dict[str, str], fields: list[str]) -> bool:
+def _compare_and_set(generation: Generation, expected: dict[str, Any], fields: list[str]) -> bool:
     """Write ``fields`` only if the row still has the ``expected`` values — the one way a
     generation changes state, so two writers can never both win."""
     values = {name: getattr(generation, name) for name in fields}
@@ -324,13 +384,15 @@ def _release(generation: Generation, token: str, exc: OpenRouterError) -> None:
     log.info("generation %s: transient error %s, will retry", generation.pk, exc.code)
 
 
-def _finish_failed(generation: Generation, token: str, code: str, message: str) -> None:
+def _finish_failed(generation: Generation, token: str, code: str, message: str) -> bool:
+    """Fail the generation while this attempt holds it; False if it no longer does."""
     try:
         _save_claimed(generation, token, generation.mark_failed(code, message, now=timezone.now()))
     except ClaimLost:
-        return
+        return False
     generation_notify(generation=generation)
     log.info("generation %s failed: %s", generation.pk, code)
+    return True
 
 
 # --- outputs ----------------------------------------------------------------------------------
@@ -348,11 +410,14 @@ def content_type_of(data: bytes) -> str:
 def output_store(
     *, generation: Generation, index: int, data: bytes, token: str
 ) -> GenerationOutput:
-    """Store output ``index`` once. If an earlier attempt already stored it, that one is kept."""
+    """Store output ``index`` once. If an earlier attempt already stored it, that one is kept.
+
+    Raises ``meshes.InvalidMesh`` (storing nothing) unless ``data`` is a well-formed PLY or GLB.
+    """
     existing = generation.outputs.filter(index=index).first()
     if existing is not None:
         return existing
-    content_type = content_type_of(data)
+    content_type = meshes.mesh_type(data)
     output = GenerationOutput(
         generation=generation,
         index=index,
@@ -360,7 +425,7 @@ def output_store(
         sha256=hashlib.sha256(data).hexdigest(),
         content_type=content_type,
     )
-    name = f"output-{index + 1}-{token[:8]}.{EXTENSIONS.get(content_type, 'bin')}"
+    name = f"output-{index + 1}-{token[:8]}.{EXTENSIONS[content_type]}"
     output.file.save(name, ContentFile(data), save=False)
     try:
         with transaction.atomic():
@@ -373,6 +438,15 @@ def output_store(
             raise ClaimLost from None
         return existing
     return output
+
+
+def _outputs_discard(generation: Generation) -> None:
+    """Delete what a failed run stored (earlier valid outputs of the same run), so a refused
+    output leaves nothing behind."""
+    stale = list(generation.outputs.all())
+    generation.outputs.all().delete()
+    _files_delete(stale)
+    outputs_prune(generation=generation)
 
 
 def outputs_prune(*, generation: Generation) -> list[str]:
@@ -421,9 +495,11 @@ def generation_sweep(*, now: datetime | None = None) -> int:
     That is a generation still ``running``, or waiting for an automatic retry, whose last claim
     is older than the visibility timeout plus a grace period. See the module docstring for why
     not the time limit alone: failing earlier would beat Redis's redelivery of a killed job.
-    A generation queued but never claimed is left alone: it is waiting its turn.
+    A generation queued but never claimed for ``REDISPATCH_AFTER`` is sent again (see
+    ``generations_redispatch``); those are not counted.
     """
     now = now or timezone.now()
+    generations_redispatch(now=now)
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
     limit = timedelta(seconds=max(visibility, settings.GENERATION_TIME_LIMIT)) + SWEEP_GRACE
     stuck = Generation.objects.filter(
@@ -439,6 +515,33 @@ def generation_sweep(*, now: datetime | None = None) -> int:
     if swept:
         log.warning("swept %d stalled generations", swept)
     return swept
+
+
+def generations_redispatch(*, now: datetime | None = None) -> int:
+    """Send again the task of each generation queued and never claimed for ``REDISPATCH_AFTER``
+    (its message may have died with Redis); fail it with a sentence once it was sent
+    ``MAX_REDISPATCHES`` times in vain. Returns how many were sent again.
+
+    A duplicate delivery is harmless: the claim lets only one of them run.
+    """
+    now = now or timezone.now()
+    forgotten = Generation.objects.filter(
+        state=State.QUEUED, claimed_at__isnull=True, queued_at__lt=now - REDISPATCH_AFTER
+    )
+    message = "The job was lost from the queue and could not be started. Try again."
+    sent = 0
+    for generation in forgotten:
+        seen = {"state": State.QUEUED, "claimed_at": None, "queued_at": generation.queued_at}
+        if generation.redispatches >= MAX_REDISPATCHES:
+            if _compare_and_set(generation, seen, generation.mark_failed("lost", message, now=now)):
+                generation_notify(generation=generation)
+            continue
+        if _compare_and_set(generation, seen, generation.mark_redispatched(now=now)):
+            generation_dispatch(generation=generation)
+            sent += 1
+    if sent:
+        log.warning("re-sent %d generations no worker had claimed", sent)
+    return sent
 
 
 # --- telling the browser ----------------------------------------------------------------------

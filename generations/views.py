@@ -6,12 +6,14 @@ Everything is looked up through the signed-in user: anyone else — signed out i
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
+from django_ratelimit.decorators import ratelimit
 
 from accounts.http import AuthedRequest
 from accounts.models import OpenRouterKey
@@ -22,6 +24,12 @@ from generations.models import Generation, GenerationOutput
 PAGE_SIZE = 24
 
 
+def per_ip_rate(group: str, request: HttpRequest) -> str:
+    """Generation starts per address per hour, across accounts (read per request, so a test or
+    a settings change applies at once)."""
+    return f"{getattr(settings, 'GENERATIONS_PER_HOUR_PER_IP', 200)}/h"
+
+
 @login_required
 def index(request: AuthedRequest) -> HttpResponse:
     return _gallery(request, GenerationForm())
@@ -29,6 +37,7 @@ def index(request: AuthedRequest) -> HttpResponse:
 
 @require_POST
 @login_required
+@ratelimit(key="ip", rate=per_ip_rate)
 def create(request: AuthedRequest) -> HttpResponse:
     form = GenerationForm(request.POST)
     if not _connected(request):

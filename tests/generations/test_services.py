@@ -11,7 +11,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from accounts.models import User
-from generations import services
+from generations import meshes, services
 from generations.models import GLB_TYPE, PLY_TYPE, Generation
 from generations.tasks import retry_delay, sweep_generations
 from tests.generations.conftest import PLY, make_generation
@@ -111,11 +111,15 @@ def test_outputs_are_typed_by_their_bytes_not_by_what_was_asked(user: User) -> N
     assert services.content_type_of(b"ply\nformat binary_little_endian 1.0\n") == PLY_TYPE
     assert services.content_type_of(b"glTF\x02\x00\x00\x00") == GLB_TYPE
     assert services.content_type_of(b"<script>alert(1)</script>") == "application/octet-stream"
+    # Bytes that are not a well-formed model are refused, whatever was asked: nothing stored.
     generation = queued(user, extension="ply")
-    stored = services.output_store(generation=generation, index=0, data=b"<html>", token="c" * 32)
-    assert not stored.viewable
-    assert stored.file.name.endswith(".bin")
-    assert stored.size == 6
+    with pytest.raises(meshes.InvalidMesh):
+        services.output_store(generation=generation, index=0, data=b"<html>", token="c" * 32)
+    assert generation.outputs.count() == 0
+    assert services._folder_files(generation) == []
+    stored = services.output_store(generation=generation, index=0, data=PLY, token="c" * 32)
+    assert stored.viewable and stored.content_type == PLY_TYPE
+    assert stored.file.name.endswith(".ply")
 
 
 def test_the_sweeper_fails_only_generations_no_redelivery_can_save(user: User) -> None:
@@ -235,3 +239,104 @@ def test_the_hourly_cap_counts_finished_generations_too(user: User, settings: ob
             extension="ply",
         )
     assert "2 generations in the last hour" in refused.value.message
+
+
+def test_a_generation_never_claimed_is_sent_again_then_failed_with_a_sentence(
+    user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its message may have died with Redis: the sweeper re-sends it, a bounded number of
+    times, then fails it — it never stays queued forever, holding an in-flight place."""
+    sent: list[int] = []
+    monkeypatch.setattr("generations.tasks.run_generation.delay", sent.append)
+    lost = queued(user)
+    fresh_enough = queued(user)
+    now = timezone.now()
+    Generation.objects.filter(pk=lost.pk).update(queued_at=now - services.REDISPATCH_AFTER * 2)
+    later = now
+    for round_ in range(services.MAX_REDISPATCHES):
+        assert services.generation_sweep(now=later) == 0  # re-sent, not failed
+        assert sent == [lost.pk] * (round_ + 1)
+        lost.refresh_from_db()
+        assert (lost.state, lost.redispatches) == (State.QUEUED, round_ + 1)
+        assert services.generation_sweep(now=later) == 0  # not again before the bound
+        assert len(sent) == round_ + 1
+        later += services.REDISPATCH_AFTER * 2
+        Generation.objects.filter(pk=fresh_enough.pk).update(queued_at=later)
+    services.generation_sweep(now=later)
+    lost.refresh_from_db()
+    assert (lost.state, lost.error_code) == (State.FAILED, "lost")
+    assert lost.error_message.endswith(".")
+    assert len(sent) == services.MAX_REDISPATCHES
+    fresh_enough.refresh_from_db()
+    assert (fresh_enough.state, fresh_enough.redispatches) == (State.QUEUED, 0)
+
+
+def test_a_redispatched_generation_runs_once(user: User) -> None:
+    """A duplicate delivery (the first message was only slow) finds the claim taken."""
+    generation = queued(user)
+    assert services.generation_claim(generation_id=generation.pk) is not None
+    assert services.generation_claim(generation_id=generation.pk) is None
+
+
+def test_after_a_database_outage_the_retry_takes_back_its_own_claim_at_once(
+    user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    generation = queued(user)
+
+    def database_gone(generation: Generation, token: str) -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(services, "_produce", database_gone)
+    with pytest.raises(services.DatabaseUnavailable) as outage:
+        services.generation_run(generation_id=generation.pk, retries_left=True)
+    generation.refresh_from_db()
+    assert generation.state == State.RUNNING  # nothing could be written
+    token = outage.value.claim_token
+    assert token == generation.claim_token
+    # Another delivery waits for the lease; the retry with the token takes it back now.
+    assert services.generation_claim(generation_id=generation.pk) is None
+    taken = services.generation_claim(generation_id=generation.pk, own_token=token)
+    assert taken is not None and taken.claim_token != token
+    assert services.generation_claim(generation_id=generation.pk, own_token=token) is None
+
+
+def test_a_database_outage_makes_the_task_retry_with_its_claim(
+    user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import Retry
+
+    from generations import tasks
+
+    def outage(**kwargs: object) -> None:
+        raise services.DatabaseUnavailable("t" * 32)
+
+    retried: dict[str, object] = {}
+
+    def retry(**kwargs: object) -> Exception:
+        retried.update(kwargs)
+        return Retry()
+
+    monkeypatch.setattr(services, "generation_run", outage)
+    monkeypatch.setattr(tasks.run_generation, "retry", retry)
+    with pytest.raises(Retry):
+        tasks.run_generation.run(7)
+    assert retried["args"] == (7,)
+    assert retried["kwargs"] == {"claim_token": "t" * 32}
+
+
+def test_an_invalid_output_fails_the_generation_and_discards_the_runs_outputs(
+    user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generation = queued(user, num_outputs=2)
+    outputs = iter([PLY, b"<!doctype html><script>alert(1)</script>"])
+    monkeypatch.setattr(services, "api_key_for", lambda **kwargs: "sk-or-v1-test")
+    monkeypatch.setattr(services.openrouter, "generate_object", lambda *a: [object(), object()])
+    monkeypatch.setattr(services.openrouter, "fetch_output", lambda *a, **k: next(outputs))
+    assert services.generation_run(generation_id=generation.pk, retries_left=True) is None
+    generation.refresh_from_db()
+    assert (generation.state, generation.error_code) == (State.FAILED, "invalid_output")
+    assert "not a valid PLY/GLB model" in generation.error_message
+    assert generation.outputs.count() == 0
+    assert services._folder_files(generation) == []
