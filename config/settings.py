@@ -14,6 +14,8 @@ from typing import Any
 import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -215,9 +217,19 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # redis-py 8 defaults to a 5 s socket timeout, the same as channels_redis's blocking
-        # read, so idle consumers would crash (redis/redis-py#4091): give reads more room.
+        # read, so idle consumers would crash (redis/redis-py#4091): give reads more room. Its
+        # asyncio pool also caps at 100 connections and raises (MaxConnectionsError) rather than
+        # waits: 1,000 chat sockets need more (docs/benchmarks.md).
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            # After a Redis restart every pooled connection is stale: retry on a fresh one.
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": 30,
+                    "max_connections": 2000,
+                    "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                }
+            ],
             "capacity": 1500,
             "expiry": 30,
         },
@@ -273,12 +285,15 @@ SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
 CHAT_MAX_MESSAGE_CHARS = envint("CHAT_MAX_MESSAGE_CHARS", 32_000)
 CHAT_SAVE_INTERVAL = envfloat("CHAT_SAVE_INTERVAL", 0.5)
 CHAT_SENDS_PER_MINUTE = envint("CHAT_SENDS_PER_MINUTE", 30)
+CHAT_SENDS_PER_MINUTE_PER_IP = envint("CHAT_SENDS_PER_MINUTE_PER_IP", 120)
 # A streaming answer whose writer has not beaten its heartbeat for this long is swept.
 CHAT_STALE_AFTER = envfloat("CHAT_STALE_AFTER", 60.0)
 
 # Generations
 GENERATIONS_IN_FLIGHT_PER_USER = envint("GENERATIONS_IN_FLIGHT_PER_USER", 3)
 GENERATIONS_PER_HOUR = envint("GENERATIONS_PER_HOUR", 60)
+# Per address, so many accounts from one place cannot multiply the per-user allowance.
+GENERATIONS_PER_HOUR_PER_IP = envint("GENERATIONS_PER_HOUR_PER_IP", 200)
 GENERATION_MAX_OUTPUT_BYTES = envint("GENERATION_MAX_OUTPUT_BYTES", 20 * 1024 * 1024)
 # Downloads of hosted outputs must be https to public addresses, except in development.
 GENERATION_ALLOW_PRIVATE_URLS = envbool("GENERATION_ALLOW_PRIVATE_URLS", DEBUG)

@@ -27,7 +27,7 @@ PAGE_SIZE = 24
 def per_ip_rate(group: str, request: HttpRequest) -> str:
     """Generation starts per address per hour, across accounts (read per request, so a test or
     a settings change applies at once)."""
-    return f"{getattr(settings, 'GENERATIONS_PER_HOUR_PER_IP', 200)}/h"
+    return f"{settings.GENERATIONS_PER_HOUR_PER_IP}/h"
 
 
 @login_required
