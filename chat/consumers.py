@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.models import User
-from accounts.services import NotConnected, aapi_key_for
+from accounts.services import NotConnected, api_key_for
 from chat import protocol, services, streams
 from chat.protocol import ChatError
 from chat.services import Started
@@ -68,7 +69,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         else:
             try:
                 content = json.loads(text_data)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
                 await self._refuse(ChatError("bad_json", "That frame is not valid JSON."))
                 return
             await self.receive_json(content)
@@ -89,10 +90,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             case protocol.Subscribe(conversation, since):
                 await self._subscribe(conversation, since)
             case protocol.Send():
-                key = await self._api_key()
                 hub = await streams.hub()
-                started = await database_sync_to_async(services.message_send)(
-                    user=self.user,
+                key, started = await database_sync_to_async(self._keyed)(
+                    services.message_send,
                     conversation_id=request.conversation,
                     text=request.text,
                     model=request.model,
@@ -101,15 +101,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 )
                 await self._start(hub, started, key)
             case protocol.Regenerate(message) | protocol.Retry(message):
-                key = await self._api_key()
                 hub = await streams.hub()
                 again = (
                     services.message_retry
                     if isinstance(request, protocol.Retry)
                     else services.message_regenerate
                 )
-                started = await database_sync_to_async(again)(
-                    user=self.user, message_id=message, writer=hub.channel
+                key, started = await database_sync_to_async(self._keyed)(
+                    again, message_id=message, writer=hub.channel
                 )
                 await self._start(hub, started, key)
             case protocol.Stop(message):
@@ -136,19 +135,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "subscribed", "conversation": conversation.pk})
 
     async def _start(self, hub: streams.Hub, started: Started, api_key: str) -> None:
-        await self._follow(started.conversation.pk)
         self.tracked[started.prompt.pk] = Tracked(len(started.prompt.content), final=True)
         self.tracked[started.answer.pk] = Tracked(direct=True)
         frame = protocol.started_frame(
             started.conversation, started.prompt, started.answer, started.replaces
         )
         await self.send_json(frame)
-        # The other tabs hear of the answer before its first delta can reach them.
+        # The upstream request goes out now and overlaps the Redis round trips below. The other
+        # tabs still hear of the answer before its first delta can reach them: group deltas go
+        # out only once a tab follows (chat.streams), which it does on hearing ``chat.started``.
+        hub.relay(started, api_key, listener=self)
+        await self._follow(started.conversation.pk)
         await self.channel_layer.group_send(
             protocol.conversation_group(started.conversation.pk),
             {"type": "chat.started", "frame": frame, "writer": hub.channel},
         )
-        hub.relay(started, api_key, listener=self)
 
     async def _stop(self, message_id: int) -> None:
         message = await database_sync_to_async(services.message_for)(
@@ -170,11 +171,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if writer:
             await self.channel_layer.send(writer, protocol.relay_follow_message(message_id))
 
-    async def _api_key(self) -> str:
+    def _keyed(self, action: Callable[..., Started], **kwargs: Any) -> tuple[str, Started]:
+        """The user's key, then ``action`` (a send, retry or regenerate): one database hop."""
         try:
-            return await aapi_key_for(user=self.user)
+            key = api_key_for(user=self.user)
         except NotConnected:
             raise ChatError("not_connected", NotConnected.message) from None
+        return key, action(user=self.user, client_ip=self.client_ip, **kwargs)
+
+    @property
+    def client_ip(self) -> str:
+        """The peer's address, for per-address send limits (uvicorn applies proxy headers)."""
+        client = self.scope.get("client")
+        return str(client[0]) if client else ""
 
     async def _follow(self, conversation_id: int | None) -> None:
         if conversation_id == self.conversation_id:

@@ -20,7 +20,8 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -133,6 +134,7 @@ def message_send(
     writer: str,
     model: str | None = None,
     options: dict[str, Any] | None = None,
+    client_ip: str = "",
 ) -> Started:
     """Store a prompt and start its answer; ``conversation_id=None`` starts a new conversation.
 
@@ -141,7 +143,7 @@ def message_send(
     Raises ``ChatError`` for someone else's conversation, a conversation already answering,
     or a user over the send rate limit.
     """
-    send_quota_take(user_id=user.pk)
+    send_quota_take(user_id=user.pk, client_ip=client_ip)
     if conversation_id is None:
         conversation = conversation_create(
             user=user,
@@ -158,19 +160,25 @@ def message_send(
     return _answer_start(conversation=conversation, prompt=prompt, writer=writer)
 
 
-def message_regenerate(*, user: User, message_id: int, writer: str) -> Started:
+def message_regenerate(*, user: User, message_id: int, writer: str, client_ip: str = "") -> Started:
     """Answer the last prompt again; the new answer replaces ``message_id`` (the last answer)."""
-    return _answer_again(user=user, message_id=message_id, writer=writer, failed_only=False)
+    return _answer_again(
+        user=user, message_id=message_id, writer=writer, failed_only=False, client_ip=client_ip
+    )
 
 
-def message_retry(*, user: User, message_id: int, writer: str) -> Started:
+def message_retry(*, user: User, message_id: int, writer: str, client_ip: str = "") -> Started:
     """Like ``message_regenerate``, for an answer that ended in error or was interrupted."""
-    return _answer_again(user=user, message_id=message_id, writer=writer, failed_only=True)
+    return _answer_again(
+        user=user, message_id=message_id, writer=writer, failed_only=True, client_ip=client_ip
+    )
 
 
 @transaction.atomic
-def _answer_again(*, user: User, message_id: int, writer: str, failed_only: bool) -> Started:
-    send_quota_take(user_id=user.pk)
+def _answer_again(
+    *, user: User, message_id: int, writer: str, failed_only: bool, client_ip: str
+) -> Started:
+    send_quota_take(user_id=user.pk, client_ip=client_ip)
     old = _message_of(user=user, message_id=message_id)
     conversation = _locked_conversation(user=user, conversation_id=old.conversation_id)
     _refuse_if_busy(conversation)
@@ -277,23 +285,48 @@ def answer_payload(*, conversation: Conversation, answer: Message) -> dict[str, 
     return payload
 
 
-def send_quota_take(*, user_id: int) -> None:
-    """Count one send against ``CHAT_SENDS_PER_MINUTE`` (a fixed one-minute window in the cache)."""
+def send_quota_take(*, user_id: int, client_ip: str = "") -> None:
+    """Count one send against ``CHAT_SENDS_PER_MINUTE`` for the user and
+    ``CHAT_SENDS_PER_MINUTE_PER_IP`` for the address (fixed one-minute windows in the cache), so
+    that many accounts from one place cannot multiply the allowance."""
     now = time.time()
-    key = f"chat:sends:{user_id}:{int(now // 60)}"
-    cache.add(key, 0, timeout=90)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # the window just expired between add and incr
-        cache.set(key, count := 1, timeout=90)
-    if count > settings.CHAT_SENDS_PER_MINUTE:
-        wait = max(1, 60 - int(now % 60))
-        raise ChatError(
-            "rate_limited",
-            f"That is {settings.CHAT_SENDS_PER_MINUTE} messages this minute, the most allowed. "
-            f"Try again in {wait} s.",
-            retry_after=wait,
+    window = int(now // 60)
+    limits = [(f"chat:sends:{user_id}:{window}", settings.CHAT_SENDS_PER_MINUTE)]
+    if client_ip:
+        limits.append(
+            (f"chat:sends-ip:{client_ip}:{window}", settings.CHAT_SENDS_PER_MINUTE_PER_IP)
         )
+    for key, limit in limits:
+        if _count_up(key, timeout=90) > limit:
+            wait = max(1, 60 - int(now % 60))
+            raise ChatError(
+                "rate_limited",
+                f"That is {limit} messages this minute, the most allowed. Try again in {wait} s.",
+                retry_after=wait,
+            )
+
+
+def _count_up(key: str, *, timeout: int) -> int:
+    """Add one to a counter in the cache that lives ``timeout`` s; its new value.
+
+    On Redis one round trip inside the send: ``INCR`` + ``EXPIRE`` pipelined. The keys are per
+    window, so refreshing the expiry on each count only delays the cleanup (and, unlike
+    ``EXPIRE … NX``, works before Redis 7). Other backends: ``add`` + ``incr``.
+    """
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        full_key = backend.make_and_validate_key(key)
+        pipe = backend._cache.get_client(full_key, write=True).pipeline(transaction=False)
+        pipe.incr(full_key)
+        pipe.expire(full_key, timeout)
+        count, _ = pipe.execute()
+        return int(count)
+    backend.add(key, 0, timeout=timeout)
+    try:
+        return backend.incr(key)
+    except ValueError:  # the window just expired between add and incr
+        backend.set(key, 1, timeout=timeout)
+        return 1
 
 
 # --- the relay's writes (chat.streams) --------------------------------------------------------

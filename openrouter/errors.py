@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 CREDITS_URL = "https://openrouter.ai/settings/credits"
@@ -83,6 +84,33 @@ class OpenRouterError(Exception):
             retryable=True,
             detail=detail,
         )
+
+
+def error_from_body(
+    status: int, body: bytes, *, retry_after: str | None = None, reason: str = ""
+) -> OpenRouterError:
+    """The error an unsuccessful response stands for, from its status, its JSON body (OpenRouter's
+    ``{"error": {"message", "metadata"}}``) and its ``Retry-After`` header, whatever the client."""
+    detail = ""
+    metadata: dict[str, Any] = {}
+    try:
+        parsed = json.loads(body)
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            detail = str(parsed["error"].get("message") or "")
+            found = parsed["error"].get("metadata")
+            metadata = found if isinstance(found, dict) else {}
+    except ValueError:
+        detail = reason
+    return OpenRouterError.from_status(
+        status, detail, retry_after=_seconds(retry_after), metadata=metadata
+    )
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def _later(retry_after: float | None) -> str:

@@ -1,24 +1,26 @@
 """Reading a streamed chat completion: SSE in, typed events out.
 
-The SSE framing (comments, ``\\r\\n``, multi-line ``data:``, bytes split anywhere, UTF-8 split
-across reads) is httpx-sse's job; this module turns OpenRouter's chunks into events and decides
-how a stream ended. A stream ends in exactly one terminal event:
+``SSEDecoder`` is the SSE framing, after the WHATWG spec (§9.2.6): lines end in ``\\n``,
+``\\r\\n`` or ``\\r``; comments, multi-line ``data:``, ``event:``/``id:``/``retry:``; bytes may
+be split anywhere, inside a UTF-8 character too (each line is decoded whole); an event without
+its closing blank line is never dispatched. ``parse_stream`` turns OpenRouter's chunks into events
+and decides how a stream ended. A stream ends in exactly one terminal event:
 
 * ``Finished`` — ``data: [DONE]`` arrived: the answer is complete (``reason`` says why it stopped);
 * ``Failed`` — an error status before the stream, or an ``error`` chunk inside it;
 * ``Interrupted`` — the connection dropped or went silent past the idle limit without
   ``[DONE]``: whatever arrived is partial, never complete.
+
+The transport (``openrouter.client.stream_chat``) feeds raw bytes and reports a dropped
+connection as ``StreamLost`` and an idle limit as ``TimeoutError``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 from typing import Any
-
-import httpx
-from httpx_sse import EventSource, SSEError
 
 from openrouter.errors import OpenRouterError
 
@@ -79,50 +81,130 @@ def chunk_error(error: dict[str, Any]) -> OpenRouterError:
     return OpenRouterError.from_status(status, str(error.get("message") or ""), metadata=metadata)
 
 
-async def parse_stream(response: httpx.Response) -> AsyncIterator[StreamEvent]:
-    """Events from an open 200 streaming response, ending in one terminal event.
+class StreamLost(Exception):
+    """The connection under a stream failed (reset, cut mid-body); the message says how."""
 
-    Network failures and idle timeouts while reading become ``Interrupted``; the caller's
-    ``finally`` closes the response (which tells OpenRouter to stop generating).
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    data: str
+    event: str = "message"
+    id: str = ""
+    retry: int | None = None
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class SSEDecoder:
+    """Bytes in (split anywhere), dispatched events out, as the SSE spec says (§9.2.6)."""
+
+    __slots__ = ("_data", "_event", "_first", "_last_id", "_partial", "_retry", "_skip_lf")
+
+    def __init__(self) -> None:
+        self._partial = b""  # an unfinished line
+        self._skip_lf = False  # the last byte seen was a CR: a following LF ends no line
+        self._first = True  # a byte-order mark may open the stream
+        self._data: list[str] = []
+        self._event = ""
+        self._last_id = ""
+        self._retry: int | None = None
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        if self._skip_lf and chunk:
+            self._skip_lf = False
+            if chunk[0] == 0x0A:  # the LF of a CRLF split across reads
+                chunk = chunk[1:]
+        buffer = self._partial + chunk if self._partial else chunk
+        if b"\r" in buffer:
+            self._skip_lf = buffer[-1:] == b"\r"
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = buffer.split(b"\n")
+        self._partial = lines.pop()
+        events: list[ServerSentEvent] = []
+        for line in lines:
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _line(self, line: bytes) -> ServerSentEvent | None:
+        if self._first:
+            self._first = False
+            if line.startswith(_BOM):
+                line = line[3:]
+        if not line:
+            return self._dispatch()
+        if line[0] == 0x3A:  # ":" opens a comment
+            return None
+        name, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value.decode("utf-8", "replace"))
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif name == b"id":
+            if b"\0" not in value:
+                self._last_id = value.decode("utf-8", "replace")
+        elif name == b"retry" and value.isdigit():
+            self._retry = int(value)
+        return None
+
+    def _dispatch(self) -> ServerSentEvent | None:
+        data, event = self._data, self._event
+        self._data, self._event = [], ""
+        if not data:
+            return None
+        return ServerSentEvent("\n".join(data), event or "message", self._last_id, self._retry)
+
+
+async def parse_stream(
+    chunks: AsyncIterable[bytes], generation_id: str | None = None
+) -> AsyncGenerator[StreamEvent, None]:
+    """Events from the body of an open 200 event stream, ending in one terminal event.
+
+    ``chunks`` are the body's bytes as they arrive; ``generation_id`` is the ``x-generation-id``
+    header, if any. ``StreamLost`` and ``TimeoutError`` while reading become ``Interrupted``;
+    the caller closes the connection (which tells OpenRouter to stop generating).
     """
     model: str | None = None
-    generation_id: str | None = response.headers.get("x-generation-id")
     finish_reason: str | None = None
+    decoder = SSEDecoder()
     try:
-        async for sse in EventSource(response).aiter_sse():
-            if sse.data == "[DONE]":
-                yield Finished(finish_reason, model, generation_id)
-                return
-            if not sse.data:
-                continue
-            try:
-                chunk = json.loads(sse.data)
-            except ValueError:
-                continue  # a malformed chunk is skipped, not fatal (defensive parsing)
-            if not isinstance(chunk, dict):
-                continue
-            model = chunk.get("model") or model
-            generation_id = chunk.get("id") or generation_id
-            if isinstance(chunk.get("error"), dict):
-                yield Failed(chunk_error(chunk["error"]), model, generation_id)
-                return
-            for choice in chunk.get("choices") or []:
-                if not isinstance(choice, dict):
+        async for piece in chunks:
+            for sse in decoder.feed(piece):
+                data = sse.data
+                if data == "[DONE]":
+                    yield Finished(finish_reason, model, generation_id)
+                    return
+                if not data:
                     continue
-                delta = choice.get("delta") or choice.get("message") or {}
-                text = delta.get("content") if isinstance(delta, dict) else None
-                if text:
-                    yield TextDelta(text)
-                finish_reason = choice.get("finish_reason") or finish_reason
-            if isinstance(chunk.get("usage"), dict):
-                yield _usage(chunk["usage"])
-    except SSEError:
-        yield Failed(OpenRouterError.bad_response("not an event stream"), model, generation_id)
-        return
-    except httpx.TimeoutException:
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    continue  # a malformed chunk is skipped, not fatal (defensive parsing)
+                if not isinstance(chunk, dict):
+                    continue
+                model = chunk.get("model") or model
+                generation_id = chunk.get("id") or generation_id
+                if isinstance(chunk.get("error"), dict):
+                    yield Failed(chunk_error(chunk["error"]), model, generation_id)
+                    return
+                for choice in chunk.get("choices") or []:
+                    if not isinstance(choice, dict):
+                        continue
+                    delta = choice.get("delta") or choice.get("message") or {}
+                    text = delta.get("content") if isinstance(delta, dict) else None
+                    if text:
+                        yield TextDelta(text)
+                    finish_reason = choice.get("finish_reason") or finish_reason
+                if isinstance(chunk.get("usage"), dict):
+                    yield _usage(chunk["usage"])
+    except TimeoutError:
         yield Interrupted("stalled", model, generation_id)
         return
-    except httpx.HTTPError as exc:
-        yield Interrupted(f"connection lost ({type(exc).__name__})", model, generation_id)
+    except StreamLost as exc:
+        yield Interrupted(f"connection lost ({exc})", model, generation_id)
         return
     yield Interrupted("ended without [DONE]", model, generation_id)

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 import redis
 from django.test import Client
 
 from accounts.models import User
+from openrouter import client as openrouter_client
 from tests.factories import connect_user, make_user
 
 
@@ -51,3 +54,10 @@ def _fresh_rate_limits() -> None:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest_asyncio.fixture(scope="session", autouse=True)
+async def _close_upstream_clients() -> AsyncIterator[None]:
+    """The session loop's pooled upstream connections are closed when the run ends."""
+    yield
+    await openrouter_client.close_clients()

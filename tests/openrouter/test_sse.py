@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from openrouter import client
@@ -12,6 +11,8 @@ from openrouter.streaming import (
     Failed,
     Finished,
     Interrupted,
+    ServerSentEvent,
+    SSEDecoder,
     StreamEvent,
     TextDelta,
     Usage,
@@ -34,20 +35,13 @@ EDGES = (
 )
 
 
-class Chunks(httpx.AsyncByteStream):
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self.chunks:
-            yield chunk
+async def body(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
 
 
 async def read(chunks: list[bytes]) -> list[StreamEvent]:
-    response = httpx.Response(
-        200, headers={"content-type": "text/event-stream"}, stream=Chunks(chunks)
-    )
-    return [event async for event in parse_stream(response)]
+    return [event async for event in parse_stream(body(chunks))]
 
 
 async def test_edge_cases_parse_to_the_expected_events() -> None:
@@ -113,3 +107,35 @@ async def test_an_error_chunk_fails_after_the_text_that_came_before() -> None:
 async def test_odd_chunks_are_skipped_not_fatal(garbage: bytes) -> None:
     events = await read([garbage + EDGES])
     assert events == await read([EDGES])
+
+
+# --- the SSE framing itself (WHATWG HTML, "Interpreting an event stream") ---------------------
+
+FRAMING = (
+    b"\xef\xbb\xbf: a comment after the byte-order mark\r"
+    b"event: add\rdata: 73857293\r\r"
+    b"id: 7\r\nretry: 1500\r\ndata: first\r\ndata:second\r\ndata\r\n\r\n"
+    b"event: x\nid: 8\x009\ndata: caf\xc3\xa9\n\n"
+    b"event: ignored\n\n"
+    b"data: never dispatched"
+)
+
+
+def decode(chunks: list[bytes]) -> list[ServerSentEvent]:
+    decoder = SSEDecoder()
+    return [event for chunk in chunks for event in decoder.feed(chunk)]
+
+
+def test_cr_crlf_and_lf_fields_comments_and_an_unfinished_event() -> None:
+    assert decode([FRAMING]) == [
+        ServerSentEvent("73857293", event="add"),
+        ServerSentEvent("first\nsecond\n", id="7", retry=1500),
+        ServerSentEvent("café", event="x", id="7", retry=1500),  # an id with NUL is ignored
+    ]
+
+
+def test_the_framing_split_at_every_byte_offset_is_the_same() -> None:
+    expected = decode([FRAMING])
+    for offset in range(1, len(FRAMING)):
+        assert decode([FRAMING[:offset], FRAMING[offset:]]) == expected, offset
+    assert decode([FRAMING[i : i + 1] for i in range(len(FRAMING))]) == expected
