@@ -277,9 +277,12 @@ class Deployment:
             "FIELD_ENCRYPTION_KEYS": TEST_FERNET,
             "SITE_URL": "http://127.0.0.1:8000",
             "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",  # testserver: the test client
+            # Every bench client is one user or one address: no quota may refuse them.
             "CHAT_SENDS_PER_MINUTE": "1000000",
+            "CHAT_SENDS_PER_MINUTE_PER_IP": "1000000",
             "GENERATIONS_IN_FLIGHT_PER_USER": "1000000",
             "GENERATIONS_PER_HOUR": "1000000",
+            "GENERATIONS_PER_HOUR_PER_IP": "1000000",
             "GENERATION_ALLOW_PRIVATE_URLS": "1",
             "LOG_LEVEL": "WARNING",
             **(extra_env or {}),

@@ -7,6 +7,7 @@ per-tab bookkeeping that merges database snapshots with live deltas (``Tracked``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -14,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.models import User
@@ -22,6 +22,7 @@ from accounts.services import NotConnected, api_key_for
 from chat import protocol, services, streams
 from chat.protocol import ChatError
 from chat.services import Started
+from config.async_db import database_sync_to_async
 
 logger = logging.getLogger(__name__)
 
@@ -90,27 +91,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             case protocol.Subscribe(conversation, since):
                 await self._subscribe(conversation, since)
             case protocol.Send():
-                hub = await streams.hub()
-                key, started = await database_sync_to_async(self._keyed)(
+                await self._answer(
                     services.message_send,
                     conversation_id=request.conversation,
                     text=request.text,
                     model=request.model,
                     options=request.options,
-                    writer=hub.channel,
                 )
-                await self._start(hub, started, key)
-            case protocol.Regenerate(message) | protocol.Retry(message):
-                hub = await streams.hub()
-                again = (
-                    services.message_retry
-                    if isinstance(request, protocol.Retry)
-                    else services.message_regenerate
+            case protocol.Regenerate(message):
+                await self._answer(services.message_answer_again, message_id=message)
+            case protocol.Retry(message):
+                await self._answer(
+                    services.message_answer_again, message_id=message, failed_only=True
                 )
-                key, started = await database_sync_to_async(self._keyed)(
-                    again, message_id=message, writer=hub.channel
-                )
-                await self._start(hub, started, key)
             case protocol.Stop(message):
                 await self._stop(message)
             case protocol.Ping():
@@ -134,17 +127,43 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(protocol.snapshot_frame(message))
         await self.send_json({"type": "subscribed", "conversation": conversation.pk})
 
-    async def _start(self, hub: streams.Hub, started: Started, api_key: str) -> None:
+    async def _answer(self, action: Callable[..., Started], **kwargs: Any) -> None:
+        """A send, retry or regenerate: ``action`` in one database hop, with the user's key.
+
+        The request goes upstream from inside that hop, once ``action`` has passed its checks
+        and before it writes (``on_request``): the relay reads while the rows are written.
+        """
+        hub = await streams.hub()
+        relay = streams.Relay(hub)
+        loop = asyncio.get_running_loop()
+
+        def answer() -> Started:  # in the database thread
+            try:
+                key = api_key_for(user=self.user)
+            except NotConnected:
+                raise ChatError("not_connected", NotConnected.message) from None
+            return action(
+                user=self.user,
+                client_ip=self.client_ip,
+                writer=hub.channel,
+                on_request=lambda payload: loop.call_soon_threadsafe(relay.start, key, payload),
+                **kwargs,
+            )
+
+        try:
+            started = await database_sync_to_async(answer)()
+        except BaseException:
+            relay.abandon()
+            raise
         self.tracked[started.prompt.pk] = Tracked(len(started.prompt.content), final=True)
         self.tracked[started.answer.pk] = Tracked(direct=True)
         frame = protocol.started_frame(
             started.conversation, started.prompt, started.answer, started.replaces
         )
         await self.send_json(frame)
-        # The upstream request goes out now and overlaps the Redis round trips below. The other
-        # tabs still hear of the answer before its first delta can reach them: group deltas go
-        # out only once a tab follows (chat.streams), which it does on hearing ``chat.started``.
-        hub.relay(started, api_key, listener=self)
+        relay.attach(started, listener=self)
+        # The other tabs hear of the answer before its first delta can reach them: group deltas
+        # go out only once a tab follows (chat.streams), which it does on hearing ``chat.started``.
         await self._follow(started.conversation.pk)
         await self.channel_layer.group_send(
             protocol.conversation_group(started.conversation.pk),
@@ -170,14 +189,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         if writer:
             await self.channel_layer.send(writer, protocol.relay_follow_message(message_id))
-
-    def _keyed(self, action: Callable[..., Started], **kwargs: Any) -> tuple[str, Started]:
-        """The user's key, then ``action`` (a send, retry or regenerate): one database hop."""
-        try:
-            key = api_key_for(user=self.user)
-        except NotConnected:
-            raise ChatError("not_connected", NotConnected.message) from None
-        return key, action(user=self.user, client_ip=self.client_ip, **kwargs)
 
     @property
     def client_ip(self) -> str:

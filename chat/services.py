@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -69,7 +69,7 @@ def conversation_title_from(text: str) -> str:
     return cut.rstrip(",.;:") + "…"
 
 
-def conversation_create(
+def conversation_new(
     *,
     user: User,
     title: str,
@@ -78,7 +78,8 @@ def conversation_create(
     temperature: float | None = None,
     max_tokens: int | None = None,
 ) -> Conversation:
-    return Conversation.objects.create(
+    """A conversation, not saved yet."""
+    return Conversation(
         user=user,
         title=title[:200],
         model=model,
@@ -114,6 +115,11 @@ def conversation_delete(*, conversation: Conversation) -> None:
 # --- sending and answering --------------------------------------------------------------------
 
 
+# Called with the chat completion request as soon as a send has passed every check, before its
+# rows are written (see ``message_send``).
+OnRequest = Callable[[dict[str, Any]], None]
+
+
 @dataclass(frozen=True)
 class Started:
     """A prompt stored and its answer created in state ``streaming``, ready for the relay."""
@@ -135,6 +141,7 @@ def message_send(
     model: str | None = None,
     options: dict[str, Any] | None = None,
     client_ip: str = "",
+    on_request: OnRequest | None = None,
 ) -> Started:
     """Store a prompt and start its answer; ``conversation_id=None`` starts a new conversation.
 
@@ -142,10 +149,16 @@ def message_send(
     the user's default. ``options`` (system prompt, temperature, max tokens) set up a new one.
     Raises ``ChatError`` for someone else's conversation, a conversation already answering,
     or a user over the send rate limit.
+
+    ``on_request`` is called with the chat completion request once every check has passed and
+    before any row is written, so that the caller can send it upstream while they are: the
+    answer's first token then waits for one model round trip, not for the writes too (the relay
+    holds the text until it is told the answer's id). Should this function raise after the
+    call, the caller abandons that request.
     """
     send_quota_take(user_id=user.pk, client_ip=client_ip)
     if conversation_id is None:
-        conversation = conversation_create(
+        conversation = conversation_new(
             user=user,
             title=conversation_title_from(text),
             model=user.default_model if model is None else model,
@@ -156,28 +169,33 @@ def message_send(
         _refuse_if_busy(conversation)
         if model is not None:
             conversation.model = model
+    history = messages_for_upstream(conversation=conversation)
+    payload = completion_request(
+        conversation=conversation, messages=[*history, {"role": Message.Role.USER, "content": text}]
+    )
+    if on_request is not None:
+        on_request(payload)
+    if conversation.pk is None:
+        conversation.save()
+    else:
+        conversation.save(update_fields=["model", "updated_at"])  # moves it to the top
     prompt = conversation.messages.create(role=Message.Role.USER, content=text)
-    return _answer_start(conversation=conversation, prompt=prompt, writer=writer)
-
-
-def message_regenerate(*, user: User, message_id: int, writer: str, client_ip: str = "") -> Started:
-    """Answer the last prompt again; the new answer replaces ``message_id`` (the last answer)."""
-    return _answer_again(
-        user=user, message_id=message_id, writer=writer, failed_only=False, client_ip=client_ip
-    )
-
-
-def message_retry(*, user: User, message_id: int, writer: str, client_ip: str = "") -> Started:
-    """Like ``message_regenerate``, for an answer that ended in error or was interrupted."""
-    return _answer_again(
-        user=user, message_id=message_id, writer=writer, failed_only=True, client_ip=client_ip
-    )
+    return _answer_start(conversation=conversation, prompt=prompt, writer=writer, payload=payload)
 
 
 @transaction.atomic
-def _answer_again(
-    *, user: User, message_id: int, writer: str, failed_only: bool, client_ip: str
+def message_answer_again(
+    *,
+    user: User,
+    message_id: int,
+    writer: str,
+    failed_only: bool = False,
+    client_ip: str = "",
+    on_request: OnRequest | None = None,
 ) -> Started:
+    """Answer the last prompt again; the new answer replaces ``message_id`` (the last answer).
+    ``failed_only``: a retry, allowed only for an answer that ended in error or was interrupted.
+    ``on_request`` as for ``message_send``."""
     send_quota_take(user_id=user.pk, client_ip=client_ip)
     old = _message_of(user=user, message_id=message_id)
     conversation = _locked_conversation(user=user, conversation_id=old.conversation_id)
@@ -189,13 +207,27 @@ def _answer_again(
     prompt = conversation.messages.filter(pk__lt=old.pk, role=Message.Role.USER).last()
     if prompt is None:
         raise ChatError("not_allowed", "There is no prompt to answer.")
+    payload = completion_request(
+        conversation=conversation,
+        messages=messages_for_upstream(conversation=conversation, before=old),
+    )
+    if on_request is not None:
+        on_request(payload)
     replaces = old.pk  # delete() forgets it
     old.delete()
-    return _answer_start(conversation=conversation, prompt=prompt, writer=writer, replaces=replaces)
+    conversation.save(update_fields=["updated_at"])  # moves it to the top of the list
+    return _answer_start(
+        conversation=conversation, prompt=prompt, writer=writer, payload=payload, replaces=replaces
+    )
 
 
 def _answer_start(
-    *, conversation: Conversation, prompt: Message, writer: str, replaces: int | None = None
+    *,
+    conversation: Conversation,
+    prompt: Message,
+    writer: str,
+    payload: dict[str, Any],
+    replaces: int | None = None,
 ) -> Started:
     answer = conversation.messages.create(
         role=Message.Role.ASSISTANT,
@@ -204,13 +236,8 @@ def _answer_start(
         writer=writer,
         heartbeat_at=timezone.now(),
     )
-    conversation.save(update_fields=["model", "updated_at"])  # moves it to the top of the list
     return Started(
-        conversation=conversation,
-        prompt=prompt,
-        answer=answer,
-        payload=answer_payload(conversation=conversation, answer=answer),
-        replaces=replaces,
+        conversation=conversation, prompt=prompt, answer=answer, payload=payload, replaces=replaces
     )
 
 
@@ -255,27 +282,29 @@ def messages_for_upstream(
 
     Only what comes before ``before`` (the answer being asked for) counts. Empty messages (an
     answer that failed before its first word) are left out; partial answers stay, since the user
-    saw them and may refer to them.
+    saw them and may refer to them. A conversation not saved yet has no history.
     """
-    history = conversation.messages.all()
-    if before is not None:
-        history = history.filter(pk__lt=before.pk)
     result = []
     if conversation.system_prompt.strip():
         result.append({"role": "system", "content": conversation.system_prompt})
+    if conversation.pk is None:
+        return result
+    history = conversation.messages.all()
+    if before is not None:
+        history = history.filter(pk__lt=before.pk)
     for role, content in history.values_list("role", "content"):
         if content:
             result.append({"role": role, "content": content})
     return result
 
 
-def answer_payload(*, conversation: Conversation, answer: Message) -> dict[str, Any]:
-    """The chat completion request for ``answer``. A blank model sends no ``model`` at all, so
-    OpenRouter answers with the account's default; the answer then says which model served."""
-    payload: dict[str, Any] = {
-        "messages": messages_for_upstream(conversation=conversation, before=answer),
-        "usage": {"include": True},
-    }
+def completion_request(
+    *, conversation: Conversation, messages: list[dict[str, str]]
+) -> dict[str, Any]:
+    """The chat completion request for the conversation's next answer. A blank model sends no
+    ``model`` at all, so OpenRouter answers with the account's default; the answer then says
+    which model served."""
+    payload: dict[str, Any] = {"messages": messages, "usage": {"include": True}}
     if conversation.model:
         payload["model"] = conversation.model
     if conversation.temperature is not None:
@@ -296,8 +325,9 @@ def send_quota_take(*, user_id: int, client_ip: str = "") -> None:
         limits.append(
             (f"chat:sends-ip:{client_ip}:{window}", settings.CHAT_SENDS_PER_MINUTE_PER_IP)
         )
-    for key, limit in limits:
-        if _count_up(key, timeout=90) > limit:
+    counts = _count_up([key for key, _ in limits], timeout=90)
+    for (_, limit), count in zip(limits, counts, strict=True):
+        if count > limit:
             wait = max(1, 60 - int(now % 60))
             raise ChatError(
                 "rate_limited",
@@ -306,24 +336,29 @@ def send_quota_take(*, user_id: int, client_ip: str = "") -> None:
             )
 
 
-def _count_up(key: str, *, timeout: int) -> int:
-    """Add one to a counter in the cache that lives ``timeout`` s; its new value.
+def _count_up(keys: list[str], *, timeout: int) -> list[int]:
+    """Add one to counters in the cache that live ``timeout`` s; their new values.
 
-    On Redis one round trip inside the send: ``INCR`` + ``EXPIRE`` pipelined. The keys are per
-    window, so refreshing the expiry on each count only delays the cleanup (and, unlike
-    ``EXPIRE … NX``, works before Redis 7). Other backends: ``add`` + ``incr``.
+    On Redis one round trip inside the send: ``INCR`` + ``EXPIRE`` per key, pipelined. The keys
+    are per window, so refreshing the expiry on each count only delays the cleanup (and, unlike
+    ``EXPIRE … NX``, works before Redis 7). Other backends: ``add`` + ``incr`` per key.
     """
     backend = caches["default"]
     if isinstance(backend, RedisCache):
-        full_key = backend.make_and_validate_key(key)
-        pipe = backend._cache.get_client(full_key, write=True).pipeline(transaction=False)
-        pipe.incr(full_key)
-        pipe.expire(full_key, timeout)
-        count, _ = pipe.execute()
-        return int(count)
+        full_keys = [backend.make_and_validate_key(key) for key in keys]
+        # One client for all: Django's Redis cache has one write server (the first URL).
+        pipe = backend._cache.get_client(full_keys[0], write=True).pipeline(transaction=False)
+        for full_key in full_keys:
+            pipe.incr(full_key)
+            pipe.expire(full_key, timeout)
+        return [int(count) for count in pipe.execute()[::2]]
+    return [_count_up_one(backend, key, timeout) for key in keys]
+
+
+def _count_up_one(backend: Any, key: str, timeout: int) -> int:
     backend.add(key, 0, timeout=timeout)
     try:
-        return backend.incr(key)
+        return int(backend.incr(key))
     except ValueError:  # the window just expired between add and incr
         backend.set(key, 1, timeout=timeout)
         return 1

@@ -15,6 +15,13 @@ event loop, in fact) one ``Hub`` keeps
   appends new text to the database in one statement for all answers; every
   ``HEARTBEAT_INTERVAL`` it tells the database that its answers are still being written.
 
+A relay starts reading before its answer exists: the consumer hands ``Relay.start`` the request
+from inside the send's database hop, as soon as the send has passed its checks
+(``services.message_send(on_request=…)``), and the rows are written while the request travels;
+``attach`` then gives the relay its answer and its socket (or ``abandon`` drops it, when the
+send failed after all). The model's first token comes a few hundred milliseconds later, so it
+never waits for those writes; should it come first, the relay holds it until it is attached.
+
 The socket that asked gets every delta at once, straight from the relay: no Redis, no database,
 no re-encoding of the text so far (the fast path). Group deltas cost real CPU (a channels_redis
 ``group_send`` is several Redis commands), so a relay sends them only once another tab said it
@@ -25,18 +32,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 import weakref
 from typing import Any, Protocol
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chat import protocol, services
 from chat.models import Message
 from chat.services import Checkpoint, Outcome, Spent, Started
+from config.async_db import database_sync_to_async
 from openrouter.client import stream_chat
 from openrouter.streaming import Failed, Finished, Interrupted, TextDelta, Usage
 
@@ -65,12 +73,16 @@ class Relay:
     misses text; and how far the group has been sent (``flushed_parts``).
     """
 
-    def __init__(self, hub: Hub, started: Started, listener: Listener | None) -> None:
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.message_id = started.answer.pk
-        self.group = protocol.conversation_group(started.conversation.pk)
-        self.payload = started.payload
-        self.listener = listener
+        self.message_id = 0
+        self.group = ""
+        self.listener: Listener | None = None
+        self.attached = asyncio.Event()
+        self.abandoned = False
+        # ``start`` is called back from the database thread: the task must run in the event
+        # loop's context, not in the thread's (asgiref marks that one as inside its executor).
+        self.context = contextvars.copy_context()
         self.followed = False  # another tab follows: send it deltas through the group
         self.parts: list[str] = []
         self.length = 0
@@ -86,14 +98,42 @@ class Relay:
         self.lock = asyncio.Lock()  # one group send at a time, in order; none after the end
         self.task: asyncio.Task[None] | None = None
 
+    # --- its life: start, attach (or abandon) -----------------------------------------------
+
+    def start(self, api_key: str, payload: dict[str, Any]) -> None:
+        """Send the request upstream now, from this event loop (before the answer exists)."""
+        if self.task is None and not self.abandoned:
+            self.task = asyncio.create_task(
+                self.run(api_key, payload), name="chat-relay", context=self.context
+            )
+
+    def attach(self, started: Started, listener: Listener | None) -> None:
+        """The answer's rows are written: relay its text to ``listener`` and to the database."""
+        if self.task is None:
+            raise RuntimeError("a relay is attached after it was started")
+        self.message_id = started.answer.pk
+        self.group = protocol.conversation_group(started.conversation.pk)
+        self.listener = listener
+        self.task.set_name(f"chat-relay-{self.message_id}")
+        self.hub.adopt(self)
+        self.attached.set()
+
+    def abandon(self) -> None:
+        """The send failed after the request went out: close it, store nothing."""
+        self.abandoned = True
+        if self.task is not None and not self.attached.is_set():
+            self.task.cancel()
+
     # --- reading upstream ---------------------------------------------------------------------
 
-    async def run(self, api_key: str) -> None:
+    async def run(self, api_key: str, payload: dict[str, Any]) -> None:
         outcome: Outcome | None = None
         try:
-            events = stream_chat(api_key, self.payload)
+            events = stream_chat(api_key, payload)
             async with contextlib.aclosing(events):  # type: ignore[type-var]
                 async for event in events:
+                    if not self.attached.is_set():
+                        await self.attached.wait()  # the rows take milliseconds; rarely waited
                     if isinstance(event, TextDelta):
                         await self._on_text(event.text)
                     elif isinstance(event, Usage):
@@ -104,6 +144,8 @@ class Relay:
         except asyncio.CancelledError:
             # A stop, or this process shutting down: either way aclosing closed the upstream
             # connection. The task goes on to store the end, so the cancellation is consumed.
+            if not self.attached.is_set():
+                raise  # abandoned (or shut down) before the answer existed: nothing to store
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
             outcome = stopped() if self.stop_requested else shut_down()
         except Exception:
@@ -222,12 +264,16 @@ class Hub:
         ]
 
     def relay(self, started: Started, api_key: str, listener: Listener | None) -> Relay:
-        """Start reading ``started.answer`` from upstream, in a task owned by this process."""
-        relay = Relay(self, started, listener)
-        self.relays[relay.message_id] = relay
-        relay.task = asyncio.create_task(relay.run(api_key), name=f"chat-relay-{relay.message_id}")
-        self.wake.set()
+        """Start reading ``started.answer`` from upstream, in a task owned by this process (the
+        request sent once the rows are written; the consumer sends it earlier, see above)."""
+        relay = Relay(self)
+        relay.start(api_key, started.payload)
+        relay.attach(started, listener)
         return relay
+
+    def adopt(self, relay: Relay) -> None:
+        self.relays[relay.message_id] = relay
+        self.wake.set()
 
     def stop(self, message_id: int) -> bool:
         """Stop an answer if this process writes it; ``False`` if it does not."""

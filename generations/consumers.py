@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from config.async_db import database_sync_to_async
 from generations.services import generation_snapshot, user_group
 
 

@@ -9,6 +9,7 @@ import redis
 from django.test import Client
 
 from accounts.models import User
+from config.async_db import close_kept_connections
 from openrouter import client as openrouter_client
 from tests.factories import connect_user, make_user
 
@@ -61,3 +62,12 @@ async def _close_upstream_clients() -> AsyncIterator[None]:
     """The session loop's pooled upstream connections are closed when the run ends."""
     yield
     await openrouter_client.close_clients()
+
+
+@pytest_asyncio.fixture(scope="session", autouse=True)
+async def _close_kept_database_connections(django_db_setup: None) -> AsyncIterator[None]:
+    """Consumers and relays keep their thread's connection (``config.async_db``): it is closed
+    before the test database is dropped (this fixture comes after ``django_db_setup``, so it is
+    torn down before it)."""
+    yield
+    await close_kept_connections()

@@ -59,13 +59,55 @@ def test_history_goes_upstream_with_the_system_prompt_and_without_empty_answers(
 
 def test_my_openrouter_default_sends_no_model_at_all(user: User) -> None:
     conversation = make_conversation(user, model="")
-    answer = add_message(conversation, Message.Role.ASSISTANT, "", state=Message.State.STREAMING)
-    payload = services.answer_payload(conversation=conversation, answer=answer)
+    messages = [{"role": "user", "content": "hi"}]
+    payload = services.completion_request(conversation=conversation, messages=messages)
     assert "model" not in payload and "temperature" not in payload and "max_tokens" not in payload
+    assert payload["messages"] == messages
 
     conversation.model, conversation.temperature, conversation.max_tokens = "x/y", 0.0, 50
-    payload = services.answer_payload(conversation=conversation, answer=answer)
+    payload = services.completion_request(conversation=conversation, messages=messages)
     assert (payload["model"], payload["temperature"], payload["max_tokens"]) == ("x/y", 0.0, 50)
+
+
+def test_the_request_is_handed_over_after_the_checks_and_before_any_row_is_written(
+    user: User,
+) -> None:
+    conversation = make_conversation(user, system_prompt="Be brief.", model="x/y")
+    add_message(conversation, Message.Role.USER, "one")
+    add_message(conversation, Message.Role.ASSISTANT, "first answer")
+    seen: list[tuple[dict[str, Any], int]] = []
+
+    def on_request(payload: dict[str, Any]) -> None:
+        seen.append((payload, Message.objects.filter(conversation=conversation).count()))
+
+    started = services.message_send(
+        user=user, conversation_id=conversation.pk, text="two", writer="w", on_request=on_request
+    )
+    [(payload, rows_then)] = seen
+    assert rows_then == 2 and payload == started.payload and payload["model"] == "x/y"
+    assert payload["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "first answer"},
+        {"role": "user", "content": "two"},
+    ]
+
+    seen.clear()
+    Message.objects.filter(pk=started.answer.pk).update(state=Message.State.ERROR, content="x")
+    again = services.message_answer_again(
+        user=user, message_id=started.answer.pk, writer="w", failed_only=True, on_request=on_request
+    )
+    [(payload, rows_then)] = seen
+    assert rows_then == 4  # the failed answer is still there when the request leaves…
+    assert payload["messages"][-1] == {"role": "user", "content": "two"}  # …but not in it
+    assert payload == again.payload and again.replaces == started.answer.pk
+
+    seen.clear()
+    with pytest.raises(ChatError):  # refused: nothing handed over
+        services.message_send(
+            user=user, conversation_id=conversation.pk, text="3", writer="w", on_request=on_request
+        )
+    assert seen == []
 
 
 def test_a_new_conversation_takes_the_users_default_model(user: User) -> None:

@@ -11,8 +11,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from chat import protocol
-from chat.models import Message
+from chat import protocol, services
+from chat.models import Conversation, Message
 from openrouter.sandbox.catalog import DEFAULT_CHAT_MODEL
 from openrouter.sandbox.replies import reply_text
 from tests.chat.conftest import (
@@ -282,3 +282,25 @@ def _streaming_answer(user: Any, content: str) -> Message:
         writer="specific.elsewhere!1",
         heartbeat_at=timezone.now(),
     )
+
+
+async def test_a_send_that_fails_after_its_request_left_closes_it_and_stores_nothing(
+    tabs: Any, cookie: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def rows_cannot_be_written(**kwargs: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(services, "_answer_start", rows_cannot_be_written)
+    before = await sandbox_state()
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello", model="sandbox/slow")
+
+    assert (await tab.expect("error"))["code"] == "internal"
+    after = await eventually(
+        lambda: _sandbox_when(lambda s: s["cancelled_streams"] > before["cancelled_streams"]),
+        "the sandbox to see the request that had left closed",
+    )
+    assert after["chat_requests"] == before["chat_requests"] + 1  # it had left, early
+    assert after["active_streams"] == before["active_streams"]
+    assert await database_sync_to_async(Message.objects.count)() == 0
+    assert await database_sync_to_async(Conversation.objects.count)() == 0

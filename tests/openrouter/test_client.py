@@ -246,3 +246,21 @@ def test_generation_stats_describe_a_finished_completion(api_key: str) -> None:
     stats = client.generation_stats(api_key, whole["id"])
     assert stats["id"] == whole["id"]
     assert stats["tokens_completion"] == whole["usage"]["completion_tokens"]
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy")
+
+
+def test_the_streams_proxy_is_the_one_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert client.environment_proxy("https://openrouter.ai") is None
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert client.environment_proxy("https://openrouter.ai") == "http://proxy.example:3128"
+    assert client.environment_proxy("http://127.0.0.1:8001") is None  # no HTTP proxy named
+
+    monkeypatch.setenv("NO_PROXY", "openrouter.ai")
+    assert client.environment_proxy("https://openrouter.ai") is None
