@@ -165,9 +165,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # The other tabs hear of the answer before its first delta can reach them: group deltas
         # go out only once a tab follows (chat.streams), which it does on hearing ``chat.started``.
         await self._follow(started.conversation.pk)
-        await self.channel_layer.group_send(
+        await hub.tell_others(
             protocol.conversation_group(started.conversation.pk),
             {"type": "chat.started", "frame": frame, "writer": hub.channel},
+            besides=self.channel_name,
         )
 
     async def _stop(self, message_id: int) -> None:

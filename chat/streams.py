@@ -23,9 +23,11 @@ send failed after all). The model's first token comes a few hundred milliseconds
 never waits for those writes; should it come first, the relay holds it until it is attached.
 
 The socket that asked gets every delta at once, straight from the relay: no Redis, no database,
-no re-encoding of the text so far (the fast path). Group deltas cost real CPU (a channels_redis
-``group_send`` is several Redis commands), so a relay sends them only once another tab said it
-follows (``relay.follow``); until then the group hears only of the start and the end.
+no re-encoding of the text so far (the fast path). Group messages cost real CPU (a channels_redis
+``group_send`` is four Redis round trips and a Lua script, and every tab in the group, the
+asking one too, then receives and decodes it), so a relay sends deltas only once another tab
+said it follows (``relay.follow``), and the start and the end only when the group holds
+another tab (``Hub.tell_others``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ GROUP_SENDS_AT_ONCE = 32  # concurrent group sends per process (each holds a Red
 
 class Listener(Protocol):
     """The socket that asked for an answer: it gets every delta directly."""
+
+    channel_name: str
 
     async def answer_delta(self, message_id: int, text: str, seq: int) -> None: ...
 
@@ -241,7 +245,12 @@ class Relay:
                 # final ``seq`` is sent the stored answer instead; see the consumer.)
                 self.rebase_to = None
                 await self._send_group_delta()
-            await self.hub.group_send(self.group, {"type": "chat.done", "frame": frame})
+            done = {"type": "chat.done", "frame": frame}
+            if self.followed:
+                await self.hub.group_send(self.group, done)
+            else:
+                asker = self.listener.channel_name if self.listener is not None else None
+                await self.hub.tell_others(self.group, done, besides=asker)
 
 
 class Hub:
@@ -300,6 +309,26 @@ class Hub:
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         async with self.sending:
             await self.layer.group_send(group, message)
+
+    async def tell_others(
+        self, group: str, message: dict[str, Any], *, besides: str | None
+    ) -> None:
+        """``group_send``, unless the group holds no channel but ``besides`` (the usual lone tab,
+        which would only get its own event back through Redis, to drop it): one ``ZRANGE``
+        instead. Race-free for the callers: they have stored what they announce before asking,
+        and a tab joins the group before it reads the database."""
+        async with self.sending:
+            if await self._has_others(group, besides):
+                await self.layer.group_send(group, message)
+
+    async def _has_others(self, group: str, besides: str | None) -> bool:
+        layer: Any = self.layer
+        if not hasattr(layer, "_group_key"):
+            return True  # not channels_redis: no way to look, so always send
+        # channels_redis 4 keeps a group as a sorted set of channel names (pinned version).
+        connection = layer.connection(layer.consistent_hash(group))
+        members = await connection.zrange(layer._group_key(group), 0, -1)
+        return any(member.decode() != besides for member in members)
 
     async def drain(self, seconds: float) -> None:
         """Wait up to ``seconds`` for the running answers to end (tests, graceful shutdown)."""

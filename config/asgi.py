@@ -1,4 +1,5 @@
-"""HTTP goes to Django; websockets go through the origin check and the session, then the routes.
+"""HTTP goes to Django; websockets go through the origin check and the session (read once, see
+``accounts.websocket``), then the routes.
 
 The origin check compares scheme, host and port with the site's own origins: a page served from
 another port of the same host (under `make run`, the sandbox on :8001) must not open a socket
@@ -13,11 +14,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from accounts.websocket import SessionAuthMiddleware  # noqa: E402  (needs Django set up first)
 from config.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -36,7 +37,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": OriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), allowed_origins()
+            SessionAuthMiddleware(URLRouter(websocket_urlpatterns)), allowed_origins()
         ),
     }
 )

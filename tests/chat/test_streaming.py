@@ -246,6 +246,37 @@ async def test_a_lone_tab_costs_the_channel_layer_no_deltas(
     assert [message["type"] for message in heard] == ["chat.started", "chat.done"]
 
 
+async def test_a_lone_tab_costs_the_channel_layer_no_group_message_at_all(
+    tabs: Any, cookie: bytes, connected_user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nobody else in the conversation, not even the start and the end go through Redis;
+    a second tab that joins mid-answer still sees it through to the end."""
+    conversation = await database_sync_to_async(make_conversation)(connected_user)
+    group = protocol.conversation_group(conversation.pk)
+    layer = get_channel_layer()
+    sent_to: list[str] = []
+    group_send = layer.group_send
+
+    async def counted(name: str, message: dict[str, Any]) -> None:
+        sent_to.append(name)
+        await group_send(name, message)
+
+    monkeypatch.setattr(layer, "group_send", counted)
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=conversation.pk, text="hello")
+    assert (await tab.answer()).state == "complete"
+    assert group not in sent_to
+
+    await tab.send(type="send", conversation=conversation.pk, text="hi", model="sandbox/slow")
+    answer = await tab.follow(Answer(), is_delta)
+    second: Tab = await tabs(cookie)
+    await second.send(type="subscribe", conversation=conversation.pk)
+    seen = await second.answer(into=Answer())
+    assert seen.state == (await tab.answer(into=answer)).state == "complete"
+    assert seen.text == answer.text
+    assert sent_to.count(group) >= 1  # now there was someone to tell
+
+
 async def test_a_tab_that_missed_text_is_sent_the_stored_answer_at_the_end(
     tabs: Any, cookie: bytes, connected_user: Any
 ) -> None:

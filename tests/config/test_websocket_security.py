@@ -41,3 +41,25 @@ async def test_a_socket_from_a_foreign_origin_is_refused_even_when_signed_in(
     assert ok
     foreign, _ = await connect(path, [(b"origin", b"https://evil.example"), (b"cookie", cookie)])
     assert not foreign
+
+
+@pytest.mark.parametrize("path", ["/ws/chat/", "/ws/generations/"])
+async def test_a_socket_is_signed_in_by_its_session_cookie_among_others_until_signed_out(
+    path: str, user: User
+) -> None:
+    from asgiref.sync import sync_to_async
+
+    cookie = await sync_to_async(session_cookie)(user)
+    origin = (b"origin", b"http://127.0.0.1:8000")
+    ok, _ = await connect(path, [origin, (b"cookie", b"theme=dark; " + cookie + b"; lang=en")])
+    assert ok
+    ok, _ = await connect(path, [origin, (b"cookie", b"theme=dark"), (b"cookie", cookie)])
+    assert ok
+
+    def change_password() -> None:  # signs out every session (its auth hash no longer matches)
+        user.set_password("a new password, long enough")
+        user.save()
+
+    await sync_to_async(change_password)()
+    ok, code = await connect(path, [origin, (b"cookie", cookie)])
+    assert not ok and code == 4401
