@@ -7,12 +7,20 @@ with the user's cookie. Channels' ``AllowedHostsOriginValidator`` compares host 
 """
 
 import os
+import sys
 from urllib.parse import urlsplit
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
+
+# This process is an event loop plus the thread where websocket consumers and relays make their
+# database calls (config.async_db). Each time a query returns, that thread must win the GIL back
+# from the busy loop, which by default yields it only every 5 ms: at 100 chat streams a send's
+# dozen handoffs added ~40 ms to the first token. Every 1 ms: ~7 ms, and a little less CPU
+# (docs/benchmarks.md).
+sys.setswitchinterval(0.001)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
