@@ -7,6 +7,7 @@ Every function is synchronous (the consumer and the relay call them through
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,10 +21,12 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.core.cache import cache, caches
+from django.core.cache import BaseCache, cache, caches
 from django.core.cache.backends.redis import RedisCache
+from django.core.signals import setting_changed
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
+from django.dispatch import receiver
 from django.utils import timezone
 
 from accounts.models import User
@@ -343,7 +346,7 @@ def _count_up(keys: list[str], *, timeout: int) -> list[int]:
     are per window, so refreshing the expiry on each count only delays the cleanup (and, unlike
     ``EXPIRE … NX``, works before Redis 7). Other backends: ``add`` + ``incr`` per key.
     """
-    backend = caches["default"]
+    backend = _counters()
     if isinstance(backend, RedisCache):
         full_keys = [backend.make_and_validate_key(key) for key in keys]
         # One client for all: Django's Redis cache has one write server (the first URL).
@@ -353,6 +356,21 @@ def _count_up(keys: list[str], *, timeout: int) -> list[int]:
             pipe.expire(full_key, timeout)
         return [int(count) for count in pipe.execute()[::2]]
     return [_count_up_one(backend, key, timeout) for key in keys]
+
+
+@functools.cache
+def _counters() -> BaseCache:
+    """This process's one cache backend for the send counters. ``caches["default"]`` is one
+    instance per thread *and per async context*: used from the database calls of each websocket
+    it made a Redis connection pool, and so kept a connection, per open socket (1,034 Redis
+    connections at 1,000 chat sockets, docs/benchmarks.md). Thread-safe: a redis-py pool."""
+    return caches.create_connection("default")
+
+
+@receiver(setting_changed)
+def _new_counters_for_new_caches(*, setting: str, **kwargs: Any) -> None:
+    if setting == "CACHES":  # tests that point the cache at another Redis
+        _counters.cache_clear()
 
 
 def _count_up_one(backend: Any, key: str, timeout: int) -> int:

@@ -3,10 +3,12 @@ limits, busy conversations, regenerate and retry, stops from another process, th
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -255,3 +257,26 @@ async def test_a_model_reply_with_html_is_stored_as_text(tabs: Any, cookie: byte
     assert "<script>window.__xss=1;alert(1)</script>" in answer.text
     message = await sync_to_async(Message.objects.get)(pk=answer.message_id)
     assert message.content == answer.text
+
+
+async def test_sockets_that_send_share_the_cache_connection_instead_of_one_each(
+    tabs: Any, cookie: bytes
+) -> None:
+    """Each socket's database calls run in a context of their own, and Django's ``caches`` are
+    per context: the send counters must not open a Redis connection per socket."""
+    server = redis.Redis.from_url(os.environ["REDIS_URL"])
+
+    def connections_counting_sends() -> int:
+        return len(server.client_list())
+
+    first: Tab = await tabs(cookie)
+    await first.send(type="send", conversation=None, text="hello")
+    assert (await first.answer()).state == "complete"
+    before = await sync_to_async(connections_counting_sends)()
+    for _ in range(6):
+        tab: Tab = await tabs(cookie)
+        await tab.send(type="send", conversation=None, text="hello")
+        assert (await tab.answer()).state == "complete"
+    # Not one more per socket (the channel layer's pool may add one or two under concurrency).
+    assert await sync_to_async(connections_counting_sends)() <= before + 2
+    server.close()
