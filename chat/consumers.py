@@ -160,8 +160,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         frame = protocol.started_frame(
             started.conversation, started.prompt, started.answer, started.replaces
         )
-        await self.send_json(frame)
-        relay.attach(started, listener=self)
+        try:
+            await self.send_json(frame)
+        finally:
+            # Even if this tab just went away: the answer is under way and must be stored.
+            relay.attach(started, listener=self)
         # The other tabs hear of the answer before its first delta can reach them: group deltas
         # go out only once a tab follows (chat.streams), which it does on hearing ``chat.started``.
         await self._follow(started.conversation.pk)

@@ -156,6 +156,10 @@ class Relay:
             logger.exception("relay for message %s failed", self.message_id)
             outcome = relay_failed()
         try:
+            if not self.attached.is_set():
+                # It ended before its answer existed: stored once it does (``abandon`` cancels
+                # this wait when the answer never will).
+                await self.attached.wait()
             await self._finish(outcome or dropped("ended without a final event"))
         except Exception:
             logger.exception("could not store the end of message %s", self.message_id)

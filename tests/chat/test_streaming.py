@@ -11,7 +11,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from chat import protocol, services
+from chat import protocol, services, streams
+from chat.consumers import ChatConsumer
 from chat.models import Conversation, Message
 from openrouter.sandbox.catalog import DEFAULT_CHAT_MODEL
 from openrouter.sandbox.replies import reply_text
@@ -335,3 +336,49 @@ async def test_a_send_that_fails_after_its_request_left_closes_it_and_stores_not
     assert after["active_streams"] == before["active_streams"]
     assert await database_sync_to_async(Message.objects.count)() == 0
     assert await database_sync_to_async(Conversation.objects.count)() == 0
+
+
+async def test_an_upstream_failure_before_the_answer_exists_is_still_stored(
+    tabs: Any, cookie: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request leaves before the rows are written; should it fail at once, the end waits
+    for the answer to exist and is stored there."""
+
+    async def fails_at_once(api_key: str, payload: dict[str, Any]) -> Any:
+        raise ValueError("a bug, or aiohttp refusing a header")
+        yield  # an async generator, as stream_chat is
+
+    monkeypatch.setattr(streams, "stream_chat", fails_at_once)
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello")
+    answer = await tab.answer()
+    assert answer.state == "error"
+    message = await stored(answer.message_id)
+    assert (message.state, message.error_code) == (Message.State.ERROR, "internal")
+
+
+async def test_an_answer_whose_tab_vanished_as_it_started_is_still_relayed_and_stored(
+    tabs: Any, cookie: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    send_json = ChatConsumer.send_json
+
+    async def started_frame_cannot_be_sent(
+        self: ChatConsumer, content: Any, close: bool = False
+    ) -> None:
+        if content.get("type") == "started":
+            raise RuntimeError("the tab went away")
+        await send_json(self, content, close)
+
+    monkeypatch.setattr(ChatConsumer, "send_json", started_frame_cannot_be_sent)
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello")
+    assert (await tab.expect("error"))["code"] == "internal"
+
+    async def complete() -> Message | None:
+        found = await database_sync_to_async(
+            lambda: Message.objects.filter(role=Message.Role.ASSISTANT).first()
+        )()
+        return found if found is not None and found.state == Message.State.COMPLETE else None
+
+    message = await eventually(complete, "the answer to be stored complete")
+    assert message.content == reply_text(model=DEFAULT_CHAT_MODEL, prompt="hello")
