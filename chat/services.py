@@ -173,11 +173,9 @@ def message_send(
         if model is not None:
             conversation.model = model
     history = messages_for_upstream(conversation=conversation)
-    payload = completion_request(
-        conversation=conversation, messages=[*history, {"role": Message.Role.USER, "content": text}]
+    payload = _request_ready(
+        conversation, [*history, {"role": Message.Role.USER, "content": text}], on_request
     )
-    if on_request is not None:
-        on_request(payload)
     if conversation.pk is None:
         conversation.save()
     else:
@@ -210,18 +208,24 @@ def message_answer_again(
     prompt = conversation.messages.filter(pk__lt=old.pk, role=Message.Role.USER).last()
     if prompt is None:
         raise ChatError("not_allowed", "There is no prompt to answer.")
-    payload = completion_request(
-        conversation=conversation,
-        messages=messages_for_upstream(conversation=conversation, before=old),
-    )
-    if on_request is not None:
-        on_request(payload)
+    history = messages_for_upstream(conversation=conversation, before=old)
+    payload = _request_ready(conversation, history, on_request)
     replaces = old.pk  # delete() forgets it
     old.delete()
     conversation.save(update_fields=["updated_at"])  # moves it to the top of the list
     return _answer_start(
         conversation=conversation, prompt=prompt, writer=writer, payload=payload, replaces=replaces
     )
+
+
+def _request_ready(
+    conversation: Conversation, messages: list[dict[str, str]], on_request: OnRequest | None
+) -> dict[str, Any]:
+    """The request for the next answer, handed to ``on_request`` before any row is written."""
+    payload = completion_request(conversation=conversation, messages=messages)
+    if on_request is not None:
+        on_request(payload)
+    return payload
 
 
 def _answer_start(

@@ -114,7 +114,7 @@ class Relay:
     def attach(self, started: Started, listener: Listener | None) -> None:
         """The answer's rows are written: relay its text to ``listener`` and to the database."""
         if self.task is None:
-            raise RuntimeError("a relay is attached after it was started")
+            raise RuntimeError("a relay is attached before it was started")
         self.message_id = started.answer.pk
         self.group = protocol.conversation_group(started.conversation.pk)
         self.listener = listener
@@ -249,12 +249,10 @@ class Relay:
                 # final ``seq`` is sent the stored answer instead; see the consumer.)
                 self.rebase_to = None
                 await self._send_group_delta()
-            done = {"type": "chat.done", "frame": frame}
-            if self.followed:
-                await self.hub.group_send(self.group, done)
-            else:
-                asker = self.listener.channel_name if self.listener is not None else None
-                await self.hub.tell_others(self.group, done, besides=asker)
+            asker = self.listener.channel_name if self.listener is not None else None
+            await self.hub.tell_others(
+                self.group, {"type": "chat.done", "frame": frame}, besides=asker
+            )
 
 
 class Hub:
@@ -275,14 +273,6 @@ class Hub:
             asyncio.create_task(self._listen(), name="chat-hub-listen"),
             asyncio.create_task(self._tick_forever(), name="chat-hub-tick"),
         ]
-
-    def relay(self, started: Started, api_key: str, listener: Listener | None) -> Relay:
-        """Start reading ``started.answer`` from upstream, in a task owned by this process (the
-        request sent once the rows are written; the consumer sends it earlier, see above)."""
-        relay = Relay(self)
-        relay.start(api_key, started.payload)
-        relay.attach(started, listener)
-        return relay
 
     def adopt(self, relay: Relay) -> None:
         self.relays[relay.message_id] = relay
