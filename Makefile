@@ -11,6 +11,8 @@ STAMP := $(VENV)/.installed-$(shell cat $(REQS) | sha1sum | cut -c1-12)
 export OPENROUTER_URL ?=
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 WEB_PORT ?= 8000
+# Websockets are accepted only from the site's own origin: follow the port when it is changed.
+export SITE_URL ?= http://127.0.0.1:$(WEB_PORT)
 SANDBOX_PORT ?= 8001
 
 .PHONY: run test lint format setup system-packages test-packages bench clean
