@@ -128,7 +128,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "subscribed", "conversation": conversation.pk})
 
     async def _answer(self, action: Callable[..., Started], **kwargs: Any) -> None:
-        """A send, retry or regenerate: ``action`` in one database hop, with the user's key.
+        """A send, retry or regenerate: ``action`` in one database hop, with the user's key,
+        while the send is counted against its quotas (``services.send_quota_start``).
 
         The request goes upstream from inside that hop, once ``action`` has passed its checks
         and before it writes (``on_request``): the relay reads while the rows are written.
@@ -136,6 +137,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         hub = await streams.hub()
         relay = streams.Relay(hub)
         loop = asyncio.get_running_loop()
+        quota = services.send_quota_start(user_id=self.user.pk, client_ip=self.client_ip)
 
         def answer() -> Started:  # in the database thread
             try:
@@ -144,7 +146,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 raise ChatError("not_connected", NotConnected.message) from None
             return action(
                 user=self.user,
-                client_ip=self.client_ip,
+                quota=quota,
                 writer=hub.channel,
                 on_request=lambda payload: loop.call_soon_threadsafe(relay.start, key, payload),
                 **kwargs,

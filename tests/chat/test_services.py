@@ -146,6 +146,25 @@ def test_the_send_quota_counts_per_user_per_minute(
     services.send_quota_take(user_id=other_user.pk)  # someone else is not affected
 
 
+def test_a_send_over_its_quota_counted_in_the_background_sends_and_stores_nothing(
+    user: User, settings: LazySettings
+) -> None:
+    settings.CHAT_SENDS_PER_MINUTE = 1
+    services.send_quota_take(user_id=user.pk)
+    requested: list[dict[str, Any]] = []
+    with pytest.raises(ChatError) as refused:
+        services.message_send(
+            user=user,
+            conversation_id=None,
+            text="one more",
+            writer="w",
+            quota=services.send_quota_start(user_id=user.pk, client_ip="192.0.2.1"),
+            on_request=requested.append,
+        )
+    assert refused.value.code == "rate_limited"
+    assert requested == [] and not Conversation.objects.filter(user=user).exists()
+
+
 def streaming_answer(user: User, content: str = "", **fields: Any) -> Message:
     conversation = make_conversation(user)
     add_message(conversation, Message.Role.USER, "question")
