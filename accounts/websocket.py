@@ -4,17 +4,27 @@ Channels' ``AuthMiddlewareStack`` does the same, and also wraps ``send`` so that
 session along with an HTTP response. A websocket never saves its session, yet that wrapper ran
 on every frame sent: two lazy-object lookups per chat delta, about a tenth of the relay's CPU
 per chunk (docs/benchmarks.md). Here the frames go straight to the server's ``send``.
+
+The session is read in a database thread of its own: in the one every consumer shares, opening
+a socket waited behind all the chat sends queued there, and under load (1,000 streams on one
+process) sockets took more than ten seconds to open.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 
-from channels.auth import get_user
 from channels.middleware import BaseMiddleware
 from django.conf import settings
+from django.contrib import auth
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.base import SessionBase
 from django.http.cookie import parse_cookie
+
+from config.async_db import database_sync_to_async
 
 
 class SessionAuthMiddleware(BaseMiddleware):
@@ -31,5 +41,11 @@ class SessionAuthMiddleware(BaseMiddleware):
         store = import_module(settings.SESSION_ENGINE).SessionStore
         scope = {**scope, "cookies": cookies}
         scope["session"] = store(cookies.get(settings.SESSION_COOKIE_NAME))
-        scope["user"] = await get_user(scope)
+        scope["user"] = await database_sync_to_async(user_of, thread="sessions")(scope["session"])
         return await super().__call__(scope, receive, send)
+
+
+def user_of(session: SessionBase) -> AbstractBaseUser | AnonymousUser:
+    """The session's user as Django's ``auth.get_user`` finds it for a request (backend, session
+    hash), ``AnonymousUser`` when there is none."""
+    return auth.get_user(SimpleNamespace(session=session))  # type: ignore[arg-type]

@@ -170,6 +170,8 @@ def py_spy(pid: int, path: Path, seconds: float) -> subprocess.Popen[bytes]:
     args += ["--rate", "250", "--format", "raw", "--subprocesses", "--output", str(path)]
     if os.environ.get("BENCH_PY_SPY_NATIVE"):
         args.append("--native")  # C frames too (uvloop, json, zlib, syscalls); slower
+    if os.environ.get("BENCH_PY_SPY_GIL"):
+        args.append("--gil")  # only the thread holding the GIL: Python's CPU, not waits
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -15,14 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
-
 from accounts.models import User
 from accounts.services import NotConnected, api_key_for
 from chat import protocol, services, streams
 from chat.protocol import ChatError
 from chat.services import Started
-from config.async_db import database_sync_to_async
+from config.async_db import KeptConnectionConsumer, database_sync_to_async
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +35,7 @@ class Tracked:
     final: bool = False
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class ChatConsumer(KeptConnectionConsumer):
     user: User
     conversation_id: int | None
     tracked: dict[int, Tracked]

@@ -17,23 +17,40 @@ Django's SQL functions and runs the pragmas; closing the last connection to a WA
 SQLite checkpoint the log); a relay makes several calls per answer. With PostgreSQL every
 connection is a TCP handshake and an authentication (use ``OPTIONS: {"pool": True}`` there too).
 
-``close_kept_connections()`` closes the thread's connection (at shutdown, and in the tests
+Channels also sweeps old connections (``close_old_connections()``, in that thread) before
+every message a consumer handles: a thread hop per frame received and per group message, queued
+behind every call waiting there (at 1,000 streams, sockets took over ten seconds to open).
+Consumers built on ``KeptConnectionConsumer`` skip that sweep: their calls go through
+``database_sync_to_async`` here, which sees to the connection around each one.
+
+A call that must not wait behind that thread's queue (reading the session of a socket being
+opened, while the sends of a thousand open ones are queued there) names a database thread of its
+own: ``database_sync_to_async(func, thread="…")``, one thread and one kept connection per name.
+
+``close_kept_connections()`` closes those threads' connections (at shutdown, and in the tests
 before the test database is dropped).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import SyncToAsync
+from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.db import connections
+
+# Database threads besides asgiref's thread-sensitive one, by name (``database_sync_to_async``).
+_threads: dict[str, ThreadPoolExecutor] = {}
 
 
 class KeptConnectionSyncToAsync(SyncToAsync):
-    """``SyncToAsync`` in the thread-sensitive thread, keeping its database connections."""
+    """``SyncToAsync`` in the thread-sensitive thread (or in ``executor``'s one thread),
+    keeping its database connections."""
 
-    def __init__(self, func: Any) -> None:
-        super().__init__(func, thread_sensitive=True)
+    def __init__(self, func: Any, executor: ThreadPoolExecutor | None = None) -> None:
+        super().__init__(func, thread_sensitive=executor is None, executor=executor)
 
     def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
         keep_usable_connections()
@@ -43,7 +60,25 @@ class KeptConnectionSyncToAsync(SyncToAsync):
             keep_usable_connections()
 
 
-database_sync_to_async = KeptConnectionSyncToAsync
+def database_sync_to_async(func: Any, *, thread: str | None = None) -> KeptConnectionSyncToAsync:
+    """``func`` made awaitable: run in the thread-sensitive thread, or in the database thread
+    named ``thread`` (started on first use), on that thread's kept connection."""
+    if thread is None:
+        return KeptConnectionSyncToAsync(func)
+    if thread not in _threads:
+        _threads[thread] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"db-{thread}")
+    return KeptConnectionSyncToAsync(func, executor=_threads[thread])
+
+
+class KeptConnectionConsumer(AsyncJsonWebsocketConsumer):
+    """A JSON websocket consumer whose database calls all go through ``database_sync_to_async``
+    above: messages are dispatched without Channels' connection sweep (see the module)."""
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
 
 def keep_usable_connections() -> None:
@@ -63,3 +98,5 @@ def keep_usable_connections() -> None:
 
 async def close_kept_connections() -> None:
     await SyncToAsync(connections.close_all, thread_sensitive=True)()
+    for executor in _threads.values():
+        await SyncToAsync(connections.close_all, thread_sensitive=False, executor=executor)()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
-
-from config.async_db import database_sync_to_async
+from config.async_db import KeptConnectionConsumer, database_sync_to_async
 from generations.services import generation_snapshot, user_group
 
 
-class GenerationsConsumer(AsyncJsonWebsocketConsumer):
+class GenerationsConsumer(KeptConnectionConsumer):
     """Joins the user's group; each ``generation.update`` goes to the page as JSON.
 
     On connect the page first gets a snapshot of recent generations, so a tab that reconnects

@@ -3,7 +3,9 @@ limits, busy conversations, regenerate and retry, stops from another process, th
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +21,7 @@ from accounts.models import User
 from chat import protocol, streams
 from chat.models import Conversation, Message
 from chat.tasks import sweep_streams
+from config.async_db import database_sync_to_async as kept_connection_sync_to_async
 from openrouter.sandbox.catalog import DEFAULT_CHAT_MODEL
 from openrouter.sandbox.replies import reply_text
 from tests.chat.conftest import Answer, Tab, add_message, make_conversation, session_cookie
@@ -55,6 +58,23 @@ async def test_a_tab_can_open_only_its_own_conversations_and_messages(
     await tab.send(type="ping", ref=7)
     assert await tab.expect("pong") == {"type": "pong", "ref": 7}
     assert await sync_to_async(Message.objects.filter(conversation=conversation).count)() == 2
+
+
+async def test_a_frame_that_needs_no_database_is_answered_while_the_database_thread_is_busy(
+    tabs: Any, cookie: bytes
+) -> None:
+    """No connection sweep in that thread before each frame (config.async_db): under load it
+    queued every frame behind every send."""
+    tab: Tab = await tabs(cookie)
+    release = threading.Event()
+    busy = asyncio.ensure_future(kept_connection_sync_to_async(release.wait)(30))
+    try:
+        await tab.send(type="ping", ref=1)
+        assert await tab.expect("pong", seconds=10) == {"type": "pong", "ref": 1}
+        assert not busy.done()
+    finally:
+        release.set()
+        await busy
 
 
 @pytest.mark.parametrize(

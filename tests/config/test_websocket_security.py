@@ -1,11 +1,16 @@
 """Websockets: refused without a session and from a foreign Origin."""
 
+import asyncio
+import threading
+
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from accounts.models import User
 from config.asgi import application
+from config.async_db import database_sync_to_async
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,3 +68,21 @@ async def test_a_socket_is_signed_in_by_its_session_cookie_among_others_until_si
     await sync_to_async(change_password)()
     ok, code = await connect(path, [origin, (b"cookie", cookie)])
     assert not ok and code == 4401
+
+
+async def test_a_socket_opens_while_the_database_thread_of_the_open_ones_is_busy(
+    user: User,
+) -> None:
+    """Its session is read in a thread of its own (accounts.websocket): under load, the shared
+    one holds the queued calls of every open socket."""
+    cookie = await sync_to_async(session_cookie)(user)
+    release = threading.Event()
+    busy = asyncio.ensure_future(database_sync_to_async(release.wait)(30))
+    try:
+        ok, _ = await connect(
+            "/ws/chat/", [(b"origin", b"http://127.0.0.1:8000"), (b"cookie", cookie)]
+        )
+        assert ok and not busy.done()
+    finally:
+        release.set()
+        await busy
