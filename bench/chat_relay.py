@@ -9,8 +9,9 @@ model, same token rate, same stream length):
 * ``litellm``: LiteLLM's proxy (its own venv, ``bench/.venv-litellm``, one worker) relaying the
   sandbox as an OpenAI-compatible provider;
 * ``switchboard``: signed-in websocket clients of the web process as ``make run`` starts it (the
-  Procfile's ``web`` line: uvicorn, uvloop, httptools, websockets), the real Redis channel layer
-  and the configured database (SQLite by default, ``--database postgres``), ``DEBUG=0``.
+  Procfile's ``web`` line: uvicorn, asyncio's loop, httptools, websockets), the real Redis
+  channel layer and the configured database (SQLite by default, ``--database postgres``),
+  ``DEBUG=0``.
 
 Every relay process is started afresh for each level, so its memory figures belong to that level.
 The load generator (``bench.loadgen``) is one uvloop process; its CPU is reported beside every

@@ -192,7 +192,7 @@ def start_web(env: dict[str, str] | None = None) -> tuple[Service, str]:
             "--port",
             str(port),
             "--loop",
-            "uvloop",
+            "asyncio",
             "--http",
             "httptools",
             "--ws",
