@@ -203,6 +203,9 @@ class ChatConsumer(KeptConnectionConsumer):
     async def _follow(self, conversation_id: int | None) -> None:
         if conversation_id == self.conversation_id:
             return
+        # What this tab had of the conversation it leaves is of no more use, but for its own
+        # answers still coming (``disconnect`` detaches them): a tab open for days stays small.
+        self.tracked = {pk: t for pk, t in self.tracked.items() if t.direct and not t.final}
         if self.conversation_id is not None:
             await self.channel_layer.group_discard(
                 protocol.conversation_group(self.conversation_id), self.channel_name

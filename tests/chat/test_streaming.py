@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.utils import timezone
 
 from chat import protocol, services, streams
-from chat.consumers import ChatConsumer
+from chat.consumers import ChatConsumer, Tracked
 from chat.models import Conversation, Message
 from openrouter.sandbox.catalog import DEFAULT_CHAT_MODEL
 from openrouter.sandbox.replies import reply_text
@@ -382,3 +382,17 @@ async def test_an_answer_whose_tab_vanished_as_it_started_is_still_relayed_and_s
 
     message = await eventually(complete, "the answer to be stored complete")
     assert message.content == reply_text(model=DEFAULT_CHAT_MODEL, prompt="hello")
+
+
+async def test_a_tab_forgets_what_it_tracked_of_a_conversation_it_leaves() -> None:
+    consumer = ChatConsumer()
+    consumer.channel_layer, consumer.channel_name = InMemoryChannelLayer(), "tab"
+    consumer.conversation_id = 1
+    consumer.tracked = {
+        10: Tracked(5, final=True),  # a message of conversation 1 it was sent whole
+        11: Tracked(3),  # another tab's answer, still coming
+        12: Tracked(direct=True, final=True),  # its own answer, ended
+        13: Tracked(2, direct=True),  # its own answer, still coming: detached on disconnect
+    }
+    await consumer._follow(2)
+    assert consumer.tracked == {13: Tracked(2, direct=True)}
