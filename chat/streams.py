@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import threading
 import time
 import weakref
 from typing import Any, Protocol
@@ -104,12 +105,17 @@ class Relay:
 
     # --- its life: start, attach (or abandon) -----------------------------------------------
 
-    def start(self, api_key: str, payload: dict[str, Any]) -> None:
-        """Send the request upstream now, from this event loop (before the answer exists)."""
+    def start(self, api_key: str, payload: dict[str, Any], sent: threading.Event) -> None:
+        """Send the request upstream now, from this event loop (before the answer exists), and
+        set ``sent`` once it has been written: the task's first step writes the headers and
+        starts a task that writes the body (aiohttp, before Python 3.12's eager tasks), so a
+        callback queued after that step queues ``sent.set`` after the body's writing."""
         if self.task is None and not self.abandoned:
             self.task = asyncio.create_task(
                 self.run(api_key, payload), name="chat-relay", context=self.context
             )
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, sent.set)
 
     def attach(self, started: Started, listener: Listener | None) -> None:
         """The answer's rows are written: relay its text to ``listener`` and to the database."""
