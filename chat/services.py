@@ -6,19 +6,21 @@ Every function is synchronous (the consumer and the relay call them through
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import BaseCache, cache, caches
@@ -28,6 +30,9 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.dispatch import receiver
 from django.utils import timezone
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.client import Pipeline as AsyncPipeline
+from redis.client import Pipeline
 
 from accounts.models import User
 from chat import protocol
@@ -330,6 +335,27 @@ def send_quota_take(*, user_id: int, client_ip: str = "") -> None:
     """Count one send against ``CHAT_SENDS_PER_MINUTE`` for the user and
     ``CHAT_SENDS_PER_MINUTE_PER_IP`` for the address (fixed one-minute windows in the cache), so
     that many accounts from one place cannot multiply the allowance."""
+    now, limits = _send_limits(user_id, client_ip)
+    _refuse_over(limits, _count_up([key for key, _ in limits], expire=90), now)
+
+
+def send_quota_start(*, user_id: int, client_ip: str = "") -> Future[None]:
+    """``send_quota_take`` on the running event loop, in the background; ``.result()`` waits for
+    it (and raises its ``ChatError``). The consumer starts it before its database call, and the
+    send waits for it before anything is sent or written: the Redis round trip overlaps the
+    thread hop and the key lookup instead of adding to them, and the database thread, which
+    every socket of the process shares, never waits on Redis (docs/benchmarks.md)."""
+    return asyncio.run_coroutine_threadsafe(
+        _send_quota_take_async(user_id, client_ip), asyncio.get_running_loop()
+    )
+
+
+async def _send_quota_take_async(user_id: int, client_ip: str) -> None:
+    now, limits = _send_limits(user_id, client_ip)
+    _refuse_over(limits, await _acount_up([key for key, _ in limits], expire=90), now)
+
+
+def _send_limits(user_id: int, client_ip: str) -> tuple[float, list[tuple[str, int]]]:
     now = time.time()
     window = int(now // 60)
     limits = [(f"chat:sends:{user_id}:{window}", settings.CHAT_SENDS_PER_MINUTE)]
@@ -337,7 +363,10 @@ def send_quota_take(*, user_id: int, client_ip: str = "") -> None:
         limits.append(
             (f"chat:sends-ip:{client_ip}:{window}", settings.CHAT_SENDS_PER_MINUTE_PER_IP)
         )
-    counts = _count_up([key for key, _ in limits], timeout=90)
+    return now, limits
+
+
+def _refuse_over(limits: list[tuple[str, int]], counts: list[int], now: float) -> None:
     for (_, limit), count in zip(limits, counts, strict=True):
         if count > limit:
             wait = max(1, 60 - int(now % 60))
@@ -348,19 +377,6 @@ def send_quota_take(*, user_id: int, client_ip: str = "") -> None:
             )
 
 
-# Counts sends while the send's database call runs (``send_quota_start``).
-_quota_counter = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chat-quota")
-
-
-def send_quota_start(*, user_id: int, client_ip: str = "") -> Future[None]:
-    """``send_quota_take`` in the background; ``.result()`` waits for it (and raises its
-    ``ChatError``). The consumer starts it before its database call and the send waits for it
-    before anything is sent or written: the Redis round trip then overlaps the key lookup and
-    the thread hop instead of adding to them, and the database thread, which every socket of
-    the process shares, never waits on Redis (docs/benchmarks.md)."""
-    return _quota_counter.submit(send_quota_take, user_id=user_id, client_ip=client_ip)
-
-
 def _quota_taken(quota: Future[None] | None, *, user_id: int, client_ip: str) -> None:
     if quota is None:
         send_quota_take(user_id=user_id, client_ip=client_ip)
@@ -368,8 +384,8 @@ def _quota_taken(quota: Future[None] | None, *, user_id: int, client_ip: str) ->
         quota.result()
 
 
-def _count_up(keys: list[str], *, timeout: int) -> list[int]:
-    """Add one to counters in the cache that live ``timeout`` s; their new values.
+def _count_up(keys: list[str], *, expire: int) -> list[int]:
+    """Add one to counters in the cache that live ``expire`` s; their new values.
 
     On Redis one round trip inside the send: ``INCR`` + ``EXPIRE`` per key, pipelined. The keys
     are per window, so refreshing the expiry on each count only delays the cleanup (and, unlike
@@ -377,14 +393,46 @@ def _count_up(keys: list[str], *, timeout: int) -> list[int]:
     """
     backend = _counters()
     if isinstance(backend, RedisCache):
-        full_keys = [backend.make_and_validate_key(key) for key in keys]
         # One client for all: Django's Redis cache has one write server (the first URL).
-        pipe = backend._cache.get_client(full_keys[0], write=True).pipeline(transaction=False)
-        for full_key in full_keys:
-            pipe.incr(full_key)
-            pipe.expire(full_key, timeout)
-        return [int(count) for count in pipe.execute()[::2]]
-    return [_count_up_one(backend, key, timeout) for key in keys]
+        pipe = backend._cache.get_client(write=True).pipeline(transaction=False)
+        return [int(count) for count in _counting(pipe, backend, keys, expire).execute()[::2]]
+    return [_count_up_one(backend, key, expire) for key in keys]
+
+
+async def _acount_up(keys: list[str], *, expire: int) -> list[int]:
+    """``_count_up`` on the running event loop."""
+    backend = _counters()
+    if not isinstance(backend, RedisCache):
+        return await sync_to_async(_count_up, thread_sensitive=False)(keys, expire=expire)
+    pipe = _async_counters(backend).pipeline(transaction=False)
+    return [int(count) for count in (await _counting(pipe, backend, keys, expire).execute())[::2]]
+
+
+_Pipeline = TypeVar("_Pipeline", Pipeline, AsyncPipeline)
+
+
+def _counting(pipe: _Pipeline, backend: RedisCache, keys: list[str], expire: int) -> _Pipeline:
+    for key in keys:
+        full_key = backend.make_and_validate_key(key)
+        pipe.incr(full_key)
+        pipe.expire(full_key, expire)
+    return pipe
+
+
+# The event loops' Redis clients for the send counters (``_acount_up``).
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _async_counters(backend: RedisCache) -> AsyncRedis:
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        # The server Django's cache writes to: the first of its URLs (missing from the stubs).
+        url = backend._cache._servers[0]  # type: ignore[attr-defined]
+        client = _async_clients[loop] = AsyncRedis.from_url(url)
+    return client
 
 
 @functools.cache
@@ -400,6 +448,7 @@ def _counters() -> BaseCache:
 def _new_counters_for_new_caches(*, setting: str, **kwargs: Any) -> None:
     if setting == "CACHES":  # tests that point the cache at another Redis
         _counters.cache_clear()
+        _async_clients.clear()
 
 
 def _count_up_one(backend: Any, key: str, timeout: int) -> int:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import LazySettings
 from django.core.cache import cache
@@ -146,14 +146,16 @@ def test_the_send_quota_counts_per_user_per_minute(
     services.send_quota_take(user_id=other_user.pk)  # someone else is not affected
 
 
-def test_a_send_over_its_quota_counted_in_the_background_sends_and_stores_nothing(
+@pytest.mark.django_db(transaction=True)
+async def test_a_send_over_its_quota_counted_in_the_background_sends_and_stores_nothing(
     user: User, settings: LazySettings
 ) -> None:
     settings.CHAT_SENDS_PER_MINUTE = 1
-    services.send_quota_take(user_id=user.pk)
+    await sync_to_async(services.send_quota_take)(user_id=user.pk)  # the one allowed
     requested: list[dict[str, Any]] = []
     with pytest.raises(ChatError) as refused:
-        services.message_send(
+        # As the consumer does: counted on the event loop while the send runs in a thread.
+        await sync_to_async(services.message_send)(
             user=user,
             conversation_id=None,
             text="one more",
@@ -162,7 +164,8 @@ def test_a_send_over_its_quota_counted_in_the_background_sends_and_stores_nothin
             on_request=requested.append,
         )
     assert refused.value.code == "rate_limited"
-    assert requested == [] and not Conversation.objects.filter(user=user).exists()
+    assert requested == []
+    assert not await Conversation.objects.filter(user=user).aexists()
 
 
 def streaming_answer(user: User, content: str = "", **fields: Any) -> Message:
