@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -166,6 +167,17 @@ async def test_a_send_over_its_quota_counted_in_the_background_sends_and_stores_
     assert refused.value.code == "rate_limited"
     assert requested == []
     assert not await Conversation.objects.filter(user=user).aexists()
+
+
+async def test_a_burst_of_sends_is_counted_without_running_out_of_redis_connections(
+    user: User, settings: LazySettings
+) -> None:
+    settings.CHAT_SENDS_PER_MINUTE = settings.CHAT_SENDS_PER_MINUTE_PER_IP = 10_000
+    counted = [
+        services.send_quota_start(user_id=user.pk, client_ip="192.0.2.2") for _ in range(300)
+    ]
+    await asyncio.gather(*(asyncio.wrap_future(future) for future in counted))
+    assert all(future.exception() is None for future in counted)
 
 
 def streaming_answer(user: User, content: str = "", **fields: Any) -> Message:
