@@ -26,8 +26,11 @@ from config.async_db import KeptConnectionConsumer, database_sync_to_async
 logger = logging.getLogger(__name__)
 
 # How long a send's database call waits for its request to be written before writing its rows
-# anyway (it takes ~0.1 ms).
-REQUEST_SENT_WAIT = 0.005
+# anyway: ~0.1 ms on a loop with time to spare; on a saturated one the wait would only idle the
+# database thread that every socket shares.
+REQUEST_SENT_WAIT = 0.001
+# How long a send waits for its quota to be counted (Redis retries a lost connection meanwhile).
+QUOTA_WAIT = 10.0
 
 
 @dataclass
@@ -147,6 +150,7 @@ class ChatConsumer(KeptConnectionConsumer):
                 key = api_key_for(user=self.user)
             except NotConnected:
                 raise ChatError("not_connected", NotConnected.message) from None
+            quota.result(QUOTA_WAIT)  # here, not in the send's transaction (it holds locks)
 
             def on_request(payload: dict[str, Any]) -> None:
                 # The rows are written once the request is: written meanwhile, they held the

@@ -33,7 +33,10 @@ from django.utils import timezone
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.client import Pipeline as AsyncPipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from accounts.models import User
 from chat import protocol
@@ -345,7 +348,8 @@ def send_quota_start(*, user_id: int, client_ip: str = "") -> Future[None]:
     it (and raises its ``ChatError``). The consumer starts it before its database call, and the
     send waits for it before anything is sent or written: the Redis round trip overlaps the
     thread hop and the key lookup instead of adding to them, and the database thread, which
-    every socket of the process shares, never waits on Redis (docs/benchmarks.md)."""
+    every socket of the process shares, does not wait on Redis (docs/benchmarks.md). A send is
+    counted even when it is then refused for another reason (no key, a busy conversation)."""
     return asyncio.run_coroutine_threadsafe(
         _send_quota_take_async(user_id, client_ip), asyncio.get_running_loop()
     )
@@ -435,7 +439,13 @@ def _async_counters(backend: RedisCache) -> AsyncRedis:
         url = backend._cache._servers[0]  # type: ignore[attr-defined]
         # A burst of sends waits for a connection instead of failing: redis-py's default pool
         # refuses its 101st concurrent command (535 errors at 1,000 streams, docs/benchmarks.md).
-        pool = BlockingConnectionPool.from_url(url, max_connections=COUNTER_CONNECTIONS)
+        # A connection that Redis closed (a restart) is retried on a new one, as the cache's are.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=COUNTER_CONNECTIONS,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+            retry_on_error=[RedisConnectionError],
+        )
         client = _async_clients[loop] = AsyncRedis(connection_pool=pool)
     return client
 
