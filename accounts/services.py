@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -69,9 +68,9 @@ def api_key_for(*, user: User | int) -> str:
     building the same query with the ORM costs seven times the lookup itself (280 against
     40 µs, docs/benchmarks.md)."""
     user_id = user if isinstance(user, int) else user.pk
-    connection = connections[router.db_for_read(OpenRouterKey)]
-    with connection.cursor() as cursor:
-        cursor.execute(_key_query(connection.ops.quote_name), [user_id])
+    alias = router.db_for_read(OpenRouterKey)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_key_query(alias), [user_id])
         row = cursor.fetchone()
     if row is None:
         raise NotConnected
@@ -79,9 +78,9 @@ def api_key_for(*, user: User | int) -> str:
 
 
 @functools.cache
-def _key_query(quote: Callable[[str], str]) -> str:
+def _key_query(alias: str) -> str:
     # Table and column names from the model's own metadata; the user id is a query parameter.
-    meta = OpenRouterKey._meta
+    quote, meta = connections[alias].ops.quote_name, OpenRouterKey._meta
     names = [meta.db_table, meta.get_field("encrypted_key").column, meta.get_field("user").column]
     table, key, user = (quote(str(name)) for name in names)
     return f"SELECT {key} FROM {table} WHERE {user} = %s"  # noqa: S608

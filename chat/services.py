@@ -33,8 +33,6 @@ from django.utils import timezone
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.client import Pipeline as AsyncPipeline
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -443,7 +441,7 @@ def _async_counters(backend: RedisCache) -> AsyncRedis:
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=COUNTER_CONNECTIONS,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+            retry=settings.REDIS_ASYNC_RETRY,
             retry_on_error=[RedisConnectionError],
         )
         client = _async_clients[loop] = AsyncRedis(connection_pool=pool)

@@ -213,6 +213,9 @@ if os.environ.get("MEDIA_STORAGE") == "s3":  # needs requirements/production.txt
     }
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# After a Redis restart every pooled connection is stale: asyncio clients retry on a fresh one
+# (the channel layer's, and the chat send counters' in chat.services).
+REDIS_ASYNC_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), 3)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -221,13 +224,12 @@ CHANNEL_LAYERS = {
         # asyncio pool also caps at 100 connections and raises (MaxConnectionsError) rather than
         # waits: 1,000 chat sockets need more (docs/benchmarks.md).
         "CONFIG": {
-            # After a Redis restart every pooled connection is stale: retry on a fresh one.
             "hosts": [
                 {
                     "address": REDIS_URL,
                     "socket_timeout": 30,
                     "max_connections": 2000,
-                    "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                    "retry": REDIS_ASYNC_RETRY,
                 }
             ],
             "capacity": 1500,
