@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -18,10 +17,11 @@ from typing import Any
 
 from accounts.models import User
 from accounts.services import NotConnected, api_key_for
-from chat import protocol, services, streams
+from chat import groups, protocol, services, streams
 from chat.protocol import ChatError
 from chat.services import Started
-from config.async_db import KeptConnectionConsumer, database_sync_to_async
+from config.async_db import database_sync_to_async
+from config.consumers import JsonConsumer
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Tracked:
     final: bool = False
 
 
-class ChatConsumer(KeptConnectionConsumer):
+class ChatConsumer(JsonConsumer):
     user: User
     conversation_id: int | None
     tracked: dict[int, Tracked]
@@ -75,7 +75,7 @@ class ChatConsumer(KeptConnectionConsumer):
             await self._refuse(ChatError("too_long", "That frame is too large."))
         else:
             try:
-                content = json.loads(text_data)
+                content = await self.decode_json(text_data)
             except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
                 await self._refuse(ChatError("bad_json", "That frame is not valid JSON."))
                 return
@@ -181,11 +181,12 @@ class ChatConsumer(KeptConnectionConsumer):
             relay.attach(started, listener=self)
         # The other tabs hear of the answer before its first delta can reach them: group deltas
         # go out only once a tab follows (chat.streams), which it does on hearing ``chat.started``.
-        await self._follow(started.conversation.pk)
+        members = await self._follow(started.conversation.pk)
         await hub.tell_others(
             protocol.conversation_group(started.conversation.pk),
             {"type": "chat.started", "frame": frame, "writer": hub.channel},
             besides=self.channel_name,
+            members=members,
         )
 
     async def _stop(self, message_id: int) -> None:
@@ -214,21 +215,26 @@ class ChatConsumer(KeptConnectionConsumer):
         client = self.scope.get("client")
         return str(client[0]) if client else ""
 
-    async def _follow(self, conversation_id: int | None) -> None:
+    async def _follow(self, conversation_id: int | None) -> list[str] | None:
+        """Make this tab's group the conversation's (``None``: none); the channels in the group
+        joined, when it moved and the layer can tell."""
         if conversation_id == self.conversation_id:
-            return
+            return None
         # What this tab had of the conversation it leaves is of no more use, but for its own
         # answers still coming (``disconnect`` detaches them): a tab open for days stays small.
         self.tracked = {pk: t for pk, t in self.tracked.items() if t.direct and not t.final}
-        if self.conversation_id is not None:
-            await self.channel_layer.group_discard(
-                protocol.conversation_group(self.conversation_id), self.channel_name
-            )
-        if conversation_id is not None:
-            await self.channel_layer.group_add(
-                protocol.conversation_group(conversation_id), self.channel_name
-            )
+        members = await groups.move(
+            self.channel_layer,
+            self.channel_name,
+            leave=self._group(self.conversation_id),
+            join=self._group(conversation_id),
+        )
         self.conversation_id = conversation_id
+        return members
+
+    @staticmethod
+    def _group(conversation_id: int | None) -> str | None:
+        return None if conversation_id is None else protocol.conversation_group(conversation_id)
 
     async def _refuse(self, error: ChatError, ref: Any = None) -> None:
         await self.send_json(protocol.error_frame(error, ref))

@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from chat import protocol, services
+from chat import groups, protocol, services
 from chat.models import Message
 from chat.services import Checkpoint, Outcome, Spent, Started
 from config.async_db import database_sync_to_async
@@ -311,24 +311,23 @@ class Hub:
             await self.layer.group_send(group, message)
 
     async def tell_others(
-        self, group: str, message: dict[str, Any], *, besides: str | None
+        self,
+        group: str,
+        message: dict[str, Any],
+        *,
+        besides: str | None,
+        members: list[str] | None = None,
     ) -> None:
         """``group_send``, unless the group holds no channel but ``besides`` (the usual lone tab,
         which would only get its own event back through Redis, to drop it): one ``ZRANGE``
-        instead. Race-free for the callers: they have stored what they announce before asking,
-        and a tab joins the group before it reads the database."""
+        instead, or none when the caller knows the ``members`` (``chat.groups.move``).
+        Race-free for the callers: they have stored what they announce before asking, and a
+        tab joins the group before it reads the database."""
         async with self.sending:
-            if await self._has_others(group, besides):
+            if members is None:
+                members = await groups.members(self.layer, group)
+            if groups.others_in(members, besides):
                 await self.layer.group_send(group, message)
-
-    async def _has_others(self, group: str, besides: str | None) -> bool:
-        layer: Any = self.layer
-        if not hasattr(layer, "_group_key"):
-            return True  # not channels_redis: no way to look, so always send
-        # channels_redis 4 keeps a group as a sorted set of channel names (pinned version).
-        connection = layer.connection(layer.consistent_hash(group))
-        members = await connection.zrange(layer._group_key(group), 0, -1)
-        return any(member.decode() != besides for member in members)
 
     async def drain(self, seconds: float) -> None:
         """Wait up to ``seconds`` for the running answers to end (tests, graceful shutdown)."""

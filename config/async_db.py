@@ -17,10 +17,8 @@ Django's SQL functions and runs the pragmas; closing the last connection to a WA
 SQLite checkpoint the log); a relay makes several calls per answer. With PostgreSQL every
 connection is a TCP handshake and an authentication (use ``OPTIONS: {"pool": True}`` there too).
 
-Channels also sweeps old connections (``close_old_connections()``, in that thread) before
-every message a consumer handles: a thread hop per frame received and per group message, queued
-behind every call waiting there (at 1,000 streams, sockets took over ten seconds to open).
-Consumers built on ``KeptConnectionConsumer`` skip that sweep: their calls go through
+Channels also sweeps old connections before every message a consumer handles; this project's
+consumers (``config.consumers.JsonConsumer``) skip that sweep, since their calls go through
 ``database_sync_to_async`` here, which sees to the connection around each one.
 
 A call that must not wait behind that thread's queue (reading the session of a socket being
@@ -37,8 +35,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import SyncToAsync
-from channels.consumer import get_handler_name
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.db import connections
 
 # Database threads besides asgiref's thread-sensitive one, by name (``database_sync_to_async``).
@@ -68,17 +64,6 @@ def database_sync_to_async(func: Any, *, thread: str | None = None) -> KeptConne
     if thread not in _threads:
         _threads[thread] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"db-{thread}")
     return KeptConnectionSyncToAsync(func, executor=_threads[thread])
-
-
-class KeptConnectionConsumer(AsyncJsonWebsocketConsumer):
-    """A JSON websocket consumer whose database calls all go through ``database_sync_to_async``
-    above: messages are dispatched without Channels' connection sweep (see the module)."""
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
 
 
 def keep_usable_connections() -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from config.async_db import KeptConnectionConsumer, database_sync_to_async
+from config.async_db import database_sync_to_async
+from config.consumers import JsonConsumer
 from generations.services import generation_snapshot, user_group
 
 
-class GenerationsConsumer(KeptConnectionConsumer):
+class GenerationsConsumer(JsonConsumer):
     """Joins the user's group; each ``generation.update`` goes to the page as JSON.
 
     On connect the page first gets a snapshot of recent generations, so a tab that reconnects

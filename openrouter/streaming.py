@@ -22,6 +22,8 @@ from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from openrouter.errors import OpenRouterError
 
 
@@ -181,9 +183,12 @@ async def parse_stream(
                 if not data:
                     continue
                 try:
-                    chunk = json.loads(data)
-                except ValueError:
-                    continue  # a malformed chunk is skipped, not fatal (defensive parsing)
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    try:  # what orjson refuses and json reads: NaN, integers past 64 bits
+                        chunk = json.loads(data)
+                    except ValueError:
+                        continue  # a malformed chunk is skipped, not fatal (defensive parsing)
                 if not isinstance(chunk, dict):
                     continue
                 model = chunk.get("model") or model

@@ -219,6 +219,7 @@ def test_the_writer_stores_the_end_even_after_the_sweeper_gave_up_on_it(user: Us
     assert finished is not None
     answer.refresh_from_db()
     assert (answer.state, answer.content, answer.model_served) == ("complete", "Hello", "a/b")
+    assert (answer.error_code, answer.error_message) == ("", "")  # the sweeper's note is gone
     assert answer.cost == Decimal("0.0000123000")
     assert (answer.prompt_tokens, answer.completion_tokens, answer.total_tokens) == (10, 2, 12)
     wrong_writer = services.answer_finish(
