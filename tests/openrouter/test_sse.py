@@ -109,6 +109,19 @@ async def test_odd_chunks_are_skipped_not_fatal(garbage: bytes) -> None:
     assert events == await read([EDGES])
 
 
+async def test_json_that_only_the_standard_library_reads_still_gives_its_text() -> None:
+    """Chunks are parsed with orjson; what it refuses and ``json`` reads is not lost."""
+    stream = (
+        b'data: {"id":"g","created":123456789012345678901234,'
+        b'"choices":[{"delta":{"content":"big"}}]}\n\n'
+        b'data: {"id":"g","score":NaN,"choices":[{"delta":{"content":" nan"}}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    events = await read([stream])
+    assert events[:2] == [TextDelta("big"), TextDelta(" nan")]
+    assert isinstance(events[2], Finished)
+
+
 # --- the SSE framing itself (WHATWG HTML, "Interpreting an event stream") ---------------------
 
 FRAMING = (
