@@ -76,7 +76,7 @@ class ChatConsumer(JsonConsumer):
         else:
             try:
                 content = await self.decode_json(text_data)
-            except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
+            except ValueError:  # not JSON, or nested too deep (orjson stops at 1,024 levels)
                 await self._refuse(ChatError("bad_json", "That frame is not valid JSON."))
                 return
             await self.receive_json(content)
