@@ -31,6 +31,7 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import httpx
+import orjson
 from django.conf import settings
 
 from openrouter.errors import OpenRouterError, error_from_body
@@ -235,9 +236,16 @@ def stream_session() -> aiohttp.ClientSession:
             ),
             timeout=aiohttp.ClientTimeout(total=None),
             proxy=environment_proxy(settings.OPENROUTER_URL),
+            # The request (the whole conversation) is encoded on the way to the first token:
+            # orjson takes a tenth of json's time for a long history.
+            json_serialize=_json_text,
         )
         _stream_sessions[loop] = session
     return session
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def environment_proxy(url: str) -> str | None:
