@@ -76,7 +76,7 @@ class ChatConsumer(JsonConsumer):
         else:
             try:
                 content = await self.decode_json(text_data)
-            except ValueError:  # not JSON, or nested too deep (orjson stops at 1,024 levels)
+            except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
                 await self._refuse(ChatError("bad_json", "That frame is not valid JSON."))
                 return
             await self.receive_json(content)
@@ -113,7 +113,7 @@ class ChatConsumer(JsonConsumer):
             case protocol.Stop(message):
                 await self._stop(message)
             case protocol.Ping():
-                await self.send_json({"type": "pong", "ref": ref})
+                await self.send_json(protocol.pong_frame(ref))
 
     async def _subscribe(self, conversation_id: int, since: int | None) -> None:
         conversation = await database_sync_to_async(services.conversation_for)(

@@ -26,7 +26,7 @@ type            fields                                       effect
 ``ping``        —                                            Answered with ``pong``.
 ==============  ===========================================  =====================================
 
-Every client frame may carry ``ref`` (a string or number); an ``error`` caused by that frame
+Every client frame may carry ``ref`` (a string or an integer); an ``error`` caused by that frame
 echoes it, so a tab knows which action failed.
 
 Server → client
@@ -307,6 +307,24 @@ def error_frame(error: ChatError, ref: Any = None) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
     if error.retry_after is not None:
         frame["retry_after"] = error.retry_after
-    if isinstance(ref, str | int) and not isinstance(ref, bool):
+    return _with_ref(frame, ref)
+
+
+def pong_frame(ref: Any = None) -> dict[str, Any]:
+    return _with_ref({"type": "pong"}, ref)
+
+
+MAX_SAFE_INTEGER = 2**53 - 1  # JavaScript's: a larger ``ref`` would not come back the same
+
+
+def _with_ref(frame: dict[str, Any], ref: Any) -> dict[str, Any]:
+    """``ref`` echoed only when it is what the protocol says, a string (valid Unicode) or an
+    integer a page can hold: anything else a client sends there (an object nested 500 deep,
+    half an emoji, 2**70) is not sent back."""
+    if isinstance(ref, bool):
+        return frame
+    if (isinstance(ref, str) and _storable(ref)) or (
+        isinstance(ref, int) and abs(ref) <= MAX_SAFE_INTEGER
+    ):
         frame["ref"] = ref
     return frame

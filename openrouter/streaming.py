@@ -161,6 +161,22 @@ class SSEDecoder:
         return ServerSentEvent("\n".join(data), event or "message", self._last_id, self._retry)
 
 
+def _lenient_loads(data: str) -> Any:
+    """What orjson refuses and ``json`` reads (NaN; a lone surrogate, i.e. half an emoji), with
+    every string value of an object made valid Unicode (U+FFFD for the broken half), as orjson's
+    strings always are: the text must be storable and sendable as it is."""
+    return json.loads(
+        data,
+        object_pairs_hook=lambda pairs: {
+            key: _well_formed(value) if isinstance(value, str) else value for key, value in pairs
+        },
+    )
+
+
+def _well_formed(text: str) -> str:
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 async def parse_stream(
     chunks: AsyncIterable[bytes], generation_id: str | None = None
 ) -> AsyncGenerator[StreamEvent, None]:
@@ -185,8 +201,8 @@ async def parse_stream(
                 try:
                     chunk = orjson.loads(data)
                 except orjson.JSONDecodeError:
-                    try:  # what orjson refuses and json reads: NaN, integers past 64 bits
-                        chunk = json.loads(data)
+                    try:
+                        chunk = _lenient_loads(data)
                     except ValueError:
                         continue  # a malformed chunk is skipped, not fatal (defensive parsing)
                 if not isinstance(chunk, dict):

@@ -110,15 +110,17 @@ async def test_odd_chunks_are_skipped_not_fatal(garbage: bytes) -> None:
 
 
 async def test_json_that_only_the_standard_library_reads_still_gives_its_text() -> None:
-    """Chunks are parsed with orjson; what it refuses and ``json`` reads is not lost."""
+    """Chunks are parsed with orjson; what it refuses and ``json`` reads is not lost, and half
+    an emoji (a lone surrogate) becomes U+FFFD, so the text can be stored and sent."""
     stream = (
-        b'data: {"id":"g","created":123456789012345678901234,'
-        b'"choices":[{"delta":{"content":"big"}}]}\n\n'
-        b'data: {"id":"g","score":NaN,"choices":[{"delta":{"content":" nan"}}]}\n\n'
+        b'data: {"id":"g","score":NaN,"choices":[{"delta":{"content":"nan"}}]}\n\n'
+        b'data: {"id":"g","choices":[{"delta":{"content":" half \\ud83d"}}]}\n\n'
         b"data: [DONE]\n\n"
     )
     events = await read([stream])
-    assert events[:2] == [TextDelta("big"), TextDelta(" nan")]
+    assert events[0] == TextDelta("nan")
+    assert isinstance(events[1], TextDelta) and events[1].text.startswith(" half \ufffd")
+    events[1].text.encode("utf-8")  # valid Unicode: no surrogate left
     assert isinstance(events[2], Finished)
 
 

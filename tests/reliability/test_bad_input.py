@@ -390,6 +390,23 @@ async def test_frames_that_are_not_requests_get_a_clear_error(socket: Socket, ra
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_ping_with_a_ref_nested_deep_is_answered_without_it(socket: Socket) -> None:
+    deep = "[" * 300 + "]" * 300  # read by the JSON parser, deeper than its writer goes
+    await socket.communicator.send_to(text_data='{"type": "ping", "ref": ' + deep + "}")
+    assert await socket.communicator.receive_json_from(timeout=5) == {"type": "pong"}
+    assert await socket.probe(frame={"type": "ping"}) == []
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_half_an_emoji_is_refused_with_the_frames_ref(socket: Socket) -> None:
+    """``JSON.stringify`` writes a lone surrogate as ``\\ud83d``: the send is refused as such,
+    with its ``ref``, so the page can give the text back to the composer."""
+    raw = '{"type": "send", "conversation": null, "text": "hi \\ud83d", "ref": "r1"}'
+    errors = await socket.probe(raw=raw)
+    assert [(error["code"], error.get("ref")) for error in errors] == [("bad_request", "r1")]
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_binary_frame_gets_a_clear_error(socket: Socket) -> None:
     await socket.communicator.send_to(bytes_data=b"\x00\xff" * 1000)
     error = await socket.communicator.receive_json_from(timeout=5)
