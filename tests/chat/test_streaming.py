@@ -338,6 +338,38 @@ async def test_a_send_that_fails_after_its_request_left_closes_it_and_stores_not
     assert await database_sync_to_async(Conversation.objects.count)() == 0
 
 
+async def test_other_tabs_hear_of_an_answer_before_its_end_however_fast_it_fails(
+    tabs: Any, cookie: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer that fails at once (a 402) ends while the asking tab is still telling the other
+    tabs it started; they must hear "started" first, or they would show an answer that never
+    ends. Telling them is made slow here, so that the end would overtake it."""
+    first: Tab = await tabs(cookie)
+    await first.send(type="send", conversation=None, text="hello")
+    conversation = (await first.answer()).started["conversation"]["id"]  # type: ignore[index]
+    second: Tab = await tabs(cookie)
+    await second.send(type="subscribe", conversation=conversation)
+    await second.until(lambda frame: frame["type"] == "subscribed")
+
+    tell_others = streams.Hub.tell_others
+
+    async def slowly(hub: streams.Hub, group: str, message: dict[str, Any], **kwargs: Any) -> None:
+        if message["type"] == "chat.started":
+            await asyncio.sleep(0.5)
+        await tell_others(hub, group, message, **kwargs)
+
+    monkeypatch.setattr(streams.Hub, "tell_others", slowly)
+    await first.send(
+        type="send", conversation=conversation, text="again", model="sandbox/error-402"
+    )
+    asked = await first.answer()
+    frames = await second.until(lambda frame: frame["type"] == "done")
+
+    assert [frame["type"] for frame in frames] == ["started", "done"]
+    assert frames[0]["message"]["id"] == frames[1]["message"]["id"] == asked.message_id
+    assert frames[1]["message"]["state"] == asked.state == "error"
+
+
 async def test_an_upstream_failure_before_the_answer_exists_is_still_stored(
     tabs: Any, cookie: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
