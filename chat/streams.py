@@ -71,7 +71,8 @@ class Listener(Protocol):
 class Relay:
     """One answer being read from upstream and handed on.
 
-    The text is kept as the list of deltas (``parts``), never re-joined per token. Three marks
+    The text is kept as the list of deltas (``parts``), never re-joined per token; at each
+    database checkpoint the parts before the earliest mark become one (``_compact``). Three marks
     into it: what the database holds (``db_*``); where group deltas start (``base_*``): a
     database checkpoint that moves up only after a group delta was sent *after* the newer
     checkpoint was committed, so a tab that read any checkpoint and then joined the group never
@@ -204,6 +205,28 @@ class Relay:
     def saved(self, mark: tuple[int, int]) -> None:
         self.db_parts, self.db_length = mark
         self.rebase_to = mark  # after the next group delta, which is sent after this commit
+        if not self.lock.locked():  # no group delta under way with a position in ``parts``
+            self._compact()
+
+    def _compact(self) -> None:
+        """Join the parts before the earliest mark into one string, so that an answer is held
+        as a few strings, not one per token (each costs ~50 bytes besides its text: a
+        2,000-token answer was ~100 KiB). Marks at 0 stay there; the others move down."""
+        marks = [self.db_parts, self.base_parts, self.flushed_parts]
+        if self.rebase_to is not None:
+            marks.append(self.rebase_to[0])
+        upto = min((mark for mark in marks if mark), default=0)
+        if upto < 2:
+            return
+        self.parts[:upto] = ["".join(self.parts[:upto])]
+        shift = upto - 1
+        self.db_parts -= shift
+        if self.base_parts:
+            self.base_parts -= shift
+        if self.flushed_parts:
+            self.flushed_parts -= shift
+        if self.rebase_to is not None:
+            self.rebase_to = (self.rebase_to[0] - shift, self.rebase_to[1])
 
     def needs_flush(self) -> bool:
         return self.followed and (len(self.parts) > self.flushed_parts or bool(self.rebase_to))

@@ -428,3 +428,45 @@ async def test_a_tab_forgets_what_it_tracked_of_a_conversation_it_leaves() -> No
     }
     await consumer._follow(2)
     assert consumer.tracked == {13: Tracked(2, direct=True)}
+
+
+async def test_a_long_answer_is_held_as_a_few_strings_and_no_reader_loses_text() -> None:
+    """At each checkpoint the relay joins the text before its earliest mark into one string
+    (``Relay._compact``); what the database, the group and a tab that joins midway get stays
+    whole."""
+    layer = get_channel_layer()
+    relay = streams.Relay(streams.Hub())
+    relay.message_id, relay.group = 1, "chat.test.compact"
+    follower = await layer.new_channel()
+    await layer.group_add(relay.group, follower)
+    tokens = [f"token {i}, " for i in range(600)]
+    stored, joined_at = "", 250
+    for i, token in enumerate(tokens, start=1):
+        await relay._on_text(token)
+        if i % 40 == 0:  # a checkpoint
+            piece, mark = relay.checkpoint_piece()
+            stored += piece
+            relay.saved(mark)
+        if i == joined_at:
+            relay.followed = True  # a tab read the stored text, joined the group, said "follow"
+            seen = stored
+        if i > joined_at and i % 7 == 0 and relay.needs_flush():
+            await relay.flush()
+        assert "".join(relay.parts) == "".join(tokens[:i])
+    await relay.flush()
+    piece, mark = relay.checkpoint_piece()
+    stored += piece
+    relay.saved(mark)
+
+    text = "".join(tokens)
+    assert stored == text
+    assert len(relay.parts) < 50  # 600 deltas, held as at most one string per checkpoint
+    while True:  # the follower applies group deltas as ChatConsumer.chat_delta does
+        try:
+            delta = await asyncio.wait_for(layer.receive(follower), 1)
+        except TimeoutError:
+            break
+        start, piece = delta["start"], delta["text"]
+        assert start <= len(seen), "a delta skipped text"
+        seen += piece[len(seen) - start :]
+    assert seen == text
