@@ -13,7 +13,6 @@ import json
 import math
 import os
 import platform
-import shlex
 import shutil
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from tests.services import (
     Service,
     free_port,
     port_open,
+    procfile_command,
     start_postgres,
     start_redis,
     wait_for,
@@ -225,17 +225,6 @@ def say(*parts: object) -> None:
 
 TEST_SECRET = "bench-secret-key-not-for-production-0123456789abcdefghijklmnopqrstuv"  # noqa: S105
 TEST_FERNET = "0F1TQ5Fhq0nA0d3H4jcK7mRV3JYmS9AuS9cKc4xN-4U="
-
-
-def procfile_command(name: str, **values: str) -> list[str]:
-    """The command line of a Procfile entry (what ``make run`` starts), variables filled in."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            command = line.split(":", 1)[1].strip()
-            for key, value in values.items():
-                command = command.replace(f"${key}", value)
-            return shlex.split(command)
-    raise RuntimeError(f"no {name!r} entry in the Procfile")
 
 
 class Deployment:

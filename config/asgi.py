@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from django.core.asgi import get_asgi_application
 
+from config.affinity import keep_to_one_cpu
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
@@ -21,6 +23,8 @@ django_asgi_app = get_asgi_application()
 # dozen handoffs added ~40 ms to the first token. Every 1 ms: ~7 ms, and a little less CPU
 # (docs/benchmarks.md).
 sys.setswitchinterval(0.001)
+# And on one CPU those handoffs are context switches, not wake-ups of another core (WEB_CPU).
+keep_to_one_cpu(os.environ.get("WEB_CPU", ""))
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -179,34 +180,25 @@ def test_database_env() -> dict[str, str]:
 
 
 def start_web(env: dict[str, str] | None = None) -> tuple[Service, str]:
-    """The ASGI server exactly as `make run` starts it (see Procfile)."""
+    """The ASGI server exactly as `make run` starts it: the Procfile's ``web`` line."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    service = Service(
-        "web",
-        [
-            str(Path(PYTHON).parent / "uvicorn"),
-            "config.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--loop",
-            "asyncio",
-            "--http",
-            "httptools",
-            "--ws",
-            "websockets-sansio",
-            "--ws-per-message-deflate",
-            "false",
-            "--lifespan",
-            "off",
-            "--no-access-log",
-        ],
-        env={"SITE_URL": url, **(env or {})},
-    )
+    command = procfile_command("web", WEB_PORT=str(port))
+    service = Service("web", command, env={"SITE_URL": url, **(env or {})})
     wait_for(lambda: httpx.get(f"{url}/healthz").status_code == 200, "the web server", 60)
     return service, url
+
+
+def procfile_command(name: str, **values: str) -> list[str]:
+    """The command line of a Procfile entry (what ``make run`` starts), variables filled in;
+    run from the project's folder (``Service`` does)."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            command = line.split(":", 1)[1].strip()
+            for key, value in values.items():
+                command = command.replace(f"${key}", value)
+            return shlex.split(command)
+    raise RuntimeError(f"no {name!r} entry in the Procfile")
 
 
 def start_worker(env: dict[str, str] | None = None, name: str = "worker") -> Service:

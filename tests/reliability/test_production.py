@@ -7,6 +7,7 @@ the error page come from a uvicorn process started with the production environme
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 
@@ -62,3 +63,20 @@ def test_an_error_with_debug_off_is_the_plain_page_and_says_nothing_inside(
     text = response.text
     for inside in ["Traceback", 'File "', "SECRET_KEY", "DATABASE_URL", "sk-or-", "settings"]:
         assert inside not in text, inside
+
+
+def test_the_web_process_keeps_every_thread_to_one_cpu(production: Production) -> None:
+    """The Procfile's ``WEB_CPU=auto`` (config.affinity): the loop and the threads it started
+    for requests and database calls share one CPU."""
+    for path in ("/healthz", "/accounts/login/", "/"):  # requests that run Django in threads
+        httpx.get(production.url + path)
+    pid = production.web.process.pid
+    threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    masks = {frozenset(os.sched_getaffinity(tid)) for tid in threads}
+    allowed = os.sched_getaffinity(0)
+    assert len(threads) > 1
+    if len(allowed) < 2:
+        assert masks == {frozenset(allowed)}  # nothing to choose from
+    else:
+        (mask,) = masks  # the same for every thread
+        assert len(mask) == 1 and mask <= allowed
