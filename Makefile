@@ -44,7 +44,7 @@ run: setup
 	  procs="redis $$procs"; fi; \
 	if [ -z "$$OPENROUTER_URL" ]; then procs="sandbox $$procs"; \
 	  export OPENROUTER_URL=http://127.0.0.1:$(SANDBOX_PORT); fi; \
-	export WEB_PORT=$(WEB_PORT) SANDBOX_PORT=$(SANDBOX_PORT); \
+	export WEB_PORT=$(WEB_PORT) SANDBOX_PORT=$(SANDBOX_PORT) WEB_CPU=$${WEB_CPU-auto}; \
 	export REDIS_PORT=$$(echo "$$REDIS_URL" | sed -E 's#.*:([0-9]+)(/.*)?$$#\1#'); \
 	exec $(VENV)/bin/honcho start $$procs
 

@@ -31,7 +31,6 @@ PROMPT = "a small wooden chair"
 def worker_command(deploy: harness.Deployment, concurrency: int) -> list[str]:
     """The Procfile's worker, at ``concurrency``, its beat schedule file in the bench's var."""
     args = harness.procfile_command("worker")
-    args[0] = str(ROOT / args[0]) if args[0].startswith(".venv") else args[0]
     if "--concurrency" in args:
         args[args.index("--concurrency") + 1] = str(concurrency)
     else:

@@ -28,6 +28,7 @@ import psutil
 
 from tests.services import (
     ROOT,
+    WEB_ENV,
     Service,
     free_port,
     port_open,
@@ -293,9 +294,8 @@ class Deployment:
         """The Procfile's web process; ``extra`` arguments come last (and so win, for uvicorn)."""
         port = free_port()
         args = [*procfile_command("web", WEB_PORT=str(port)), *extra]
-        args[0] = str(ROOT / args[0]) if args[0].startswith(".venv") else args[0]
         # SITE_URL is the origin websockets must come from: this server's own.
-        env = {**self.env, "SITE_URL": f"http://127.0.0.1:{port}"}
+        env = {**WEB_ENV, **self.env, "SITE_URL": f"http://127.0.0.1:{port}"}
         service = Service(name, args, env=env, log_dir=self.var)
         self.services.append(service)
         try:

@@ -176,9 +176,15 @@ class ChatConsumer(JsonConsumer):
         )
         try:
             await self.send_json(frame)
-            # The other tabs hear of the answer before anything else of it: the relay holds its
-            # text and its end until it is attached, below (an answer failing at once, a 402
-            # say, would otherwise end in those tabs before it started, and never end there).
+        finally:
+            # Even if this tab just went away: the answer is under way and must be stored.
+            relay.attach(started, listener=self)
+        try:
+            # The other tabs hear of the answer before its first delta can reach them: group
+            # deltas go out only once a tab follows (chat.streams), which it does on hearing
+            # ``chat.started``; and before its end: the relay tells them that only once
+            # ``announced`` (an answer failing at once, a 402 say, would otherwise end in those
+            # tabs before it started there, and then never end).
             members = await self._follow(started.conversation.pk)
             await hub.tell_others(
                 protocol.conversation_group(started.conversation.pk),
@@ -187,8 +193,7 @@ class ChatConsumer(JsonConsumer):
                 members=members,
             )
         finally:
-            # Even if this tab just went away: the answer is under way and must be stored.
-            relay.attach(started, listener=self)
+            relay.announced.set_result(None)
 
     async def _stop(self, message_id: int) -> None:
         message = await database_sync_to_async(services.message_for)(

@@ -85,6 +85,8 @@ class Relay:
         self.group = ""
         self.listener: Listener | None = None
         self.attached = asyncio.Event()
+        # The other tabs were told the answer started (or could not be): its end may follow.
+        self.announced: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.abandoned = False
         # ``start`` is called back from the database thread: the task must run in the event
         # loop's context, not in the thread's (asgiref marks that one as inside its executor).
@@ -279,6 +281,7 @@ class Relay:
                 self.rebase_to = None
                 await self._send_group_delta()
             asker = self.listener.channel_name if self.listener is not None else None
+            await self.announced
             await self.hub.tell_others(
                 self.group, {"type": "chat.done", "frame": frame}, besides=asker
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -179,25 +180,30 @@ def test_database_env() -> dict[str, str]:
     return {"DATABASE_URL": url.rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]}
 
 
+# What `make run` adds to the Procfile's environment for the web process (see the Makefile).
+WEB_ENV = {"WEB_CPU": "auto"}
+
+
 def start_web(env: dict[str, str] | None = None) -> tuple[Service, str]:
     """The ASGI server exactly as `make run` starts it: the Procfile's ``web`` line."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = procfile_command("web", WEB_PORT=str(port))
-    service = Service("web", command, env={"SITE_URL": url, **(env or {})})
+    service = Service("web", command, env={**WEB_ENV, "SITE_URL": url, **(env or {})})
     wait_for(lambda: httpx.get(f"{url}/healthz").status_code == 200, "the web server", 60)
     return service, url
 
 
 def procfile_command(name: str, **values: str) -> list[str]:
-    """The command line of a Procfile entry (what ``make run`` starts), variables filled in;
-    run from the project's folder (``Service`` does)."""
+    """The command line of a Procfile entry (what ``make run`` starts), variables filled in and
+    ``.venv/bin/`` programs taken from the running interpreter's environment."""
     for line in (ROOT / "Procfile").read_text().splitlines():
         if line.startswith(f"{name}:"):
             command = line.split(":", 1)[1].strip()
             for key, value in values.items():
                 command = command.replace(f"${key}", value)
-            return shlex.split(command)
+            bin_dir = str(Path(PYTHON).parent)
+            return [re.sub(r"^\.venv/bin(?=/)", bin_dir, arg) for arg in shlex.split(command)]
     raise RuntimeError(f"no {name!r} entry in the Procfile")
 
 

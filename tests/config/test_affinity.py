@@ -73,4 +73,5 @@ def test_a_cpu_number_is_that_cpu_and_empty_leaves_threads_to_the_kernel() -> No
 
 def test_a_wrong_choice_is_refused_with_a_sentence() -> None:
     assert "WEB_CPU is empty, 'auto' or a CPU number" in probe("nonsense")["error"]
+    assert "WEB_CPU is empty, 'auto' or a CPU number" in probe("²")["error"]
     assert "this process may use" in probe("4096")["error"]
