@@ -415,7 +415,14 @@ class Hub:
             await self._save(due, [r.message_id for r in relays] if beat else [], now)
             if beat:
                 self.beat_at = now
-        await asyncio.gather(*(relay.flush() for relay in relays if relay.needs_flush()))
+        # Every flush ends before the tick does, failed or not: a flush still sending when the
+        # next tick's checkpoint moves the marks could leave a hole in a following tab's text.
+        flushed = await asyncio.gather(
+            *(relay.flush() for relay in relays if relay.needs_flush()), return_exceptions=True
+        )
+        for error in flushed:
+            if isinstance(error, Exception):
+                logger.error("could not send a delta to the other tabs", exc_info=error)
 
     async def _save(self, due: list[Relay], alive: list[int], now: float) -> None:
         checkpoint, marks = Checkpoint(alive=alive), {}

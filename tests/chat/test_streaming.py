@@ -4,6 +4,7 @@ upstream over HTTP. Nothing here asserts timing."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -470,3 +471,28 @@ async def test_a_long_answer_is_held_as_a_few_strings_and_no_reader_loses_text()
         assert start <= len(seen), "a delta skipped text"
         seen += piece[len(seen) - start :]
     assert seen == text
+
+
+async def test_a_tick_ends_after_all_its_flushes_even_when_one_fails() -> None:
+    """The next tick's checkpoint must not move a relay's marks while its delta is still being
+    sent (``Relay.saved`` during ``_send_group_delta``): a tick waits for every flush."""
+    hub = streams.Hub()
+    failing, slow = streams.Relay(hub), streams.Relay(hub)
+    ended: list[str] = []
+
+    async def fails() -> None:
+        raise ConnectionError("Redis went away")
+
+    async def takes_a_while() -> None:
+        await asyncio.sleep(0.2)
+        ended.append("slow")
+
+    for number, (relay, flush) in enumerate([(failing, fails), (slow, takes_a_while)], start=1):
+        relay.message_id, relay.followed = number, True
+        await relay._on_text("some text")
+        relay.flush = flush  # type: ignore[method-assign]
+        hub.relays[number] = relay
+    hub.beat_at = time.monotonic()  # no heartbeat due: the tick only flushes
+
+    await hub._tick()
+    assert ended == ["slow"]
