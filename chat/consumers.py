@@ -175,11 +175,11 @@ class ChatConsumer(JsonConsumer):
             started.conversation, started.prompt, started.answer, started.replaces
         )
         try:
-            await self.send_json(frame)
-        finally:
-            # Even if this tab just went away: the answer is under way and must be stored.
-            relay.attach(started, listener=self)
-        try:
+            try:
+                await self.send_json(frame)
+            finally:
+                # Even if this tab just went away: the answer is under way and must be stored.
+                relay.attach(started, listener=self)
             # The other tabs hear of the answer before its first delta can reach them: group
             # deltas go out only once a tab follows (chat.streams), which it does on hearing
             # ``chat.started``; and before its end: the relay tells them that only once

@@ -415,6 +415,13 @@ async def test_an_answer_whose_tab_vanished_as_it_started_is_still_relayed_and_s
 
     message = await eventually(complete, "the answer to be stored complete")
     assert message.content == reply_text(model=DEFAULT_CHAT_MODEL, prompt="hello")
+    hub = streams.current_hub()
+    assert hub is not None
+
+    async def relay_ended() -> bool:
+        return message.pk not in hub.relays
+
+    await eventually(relay_ended, "the relay to end (and not wait on the vanished tab)", 5)
 
 
 async def test_a_tab_forgets_what_it_tracked_of_a_conversation_it_leaves() -> None:
