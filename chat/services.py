@@ -32,6 +32,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from accounts.models import User
@@ -346,26 +347,9 @@ def send_quota_start(*, user_id: int, client_ip: str = "") -> Future[None]:
     thread hop and the key lookup instead of adding to them, and the database thread, which
     every socket of the process shares, does not wait on Redis (docs/benchmarks.md). A send is
     counted even when it is then refused for another reason (no key, a busy conversation)."""
-    counted: Future[None] = Future()
-    task = asyncio.get_running_loop().create_task(_send_quota_take_async(user_id, client_ip))
-    _counting.add(task)  # the loop keeps only a weak reference to a task
-    task.add_done_callback(functools.partial(_counted, counted))
-    return counted
-
-
-_counting: set[asyncio.Task[None]] = set()
-
-
-def _counted(counted: Future[None], task: asyncio.Task[None]) -> None:
-    # ``run_coroutine_threadsafe`` without its hop through the loop's self-pipe: called on the
-    # loop, it would write a byte there and read it back (two system calls per send).
-    _counting.discard(task)
-    if task.cancelled():
-        counted.cancel()
-    elif (error := task.exception()) is not None:
-        counted.set_exception(error)
-    else:
-        counted.set_result(None)
+    return asyncio.run_coroutine_threadsafe(
+        _send_quota_take_async(user_id, client_ip), asyncio.get_running_loop()
+    )
 
 
 async def _send_quota_take_async(user_id: int, client_ip: str) -> None:
@@ -423,8 +407,8 @@ async def _acount_up(keys: list[str], *, expire: int) -> list[int]:
     backend = _counters()
     if not isinstance(backend, RedisCache):
         return await sync_to_async(_count_up, thread_sensitive=False)(keys, expire=expire)
-    count_up = _async_counters(backend).register_script(COUNT_UP)
-    return [int(count) for count in await count_up(keys=_full_keys(backend, keys), args=[expire])]
+    counts = await _async_count_up(backend)(keys=_full_keys(backend, keys), args=[expire])
+    return [int(count) for count in counts]
 
 
 # One command, not a pipeline of two per key: redis-py spends ~0.1 ms of CPU per command here
@@ -444,16 +428,16 @@ def _full_keys(backend: RedisCache, keys: list[str]) -> list[str]:
 
 
 COUNTER_CONNECTIONS = 32  # per event loop; a count is one command
-# The event loops' Redis clients for the send counters (``_acount_up``).
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedis] = (
+# The event loops' ``COUNT_UP`` scripts, each on a Redis client of its own (``_acount_up``).
+_async_count_ups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncScript] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _async_counters(backend: RedisCache) -> AsyncRedis:
+def _async_count_up(backend: RedisCache) -> AsyncScript:
     loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
+    count_up = _async_count_ups.get(loop)
+    if count_up is None:
         # The server Django's cache writes to: the first of its URLs (missing from the stubs).
         url = backend._cache._servers[0]  # type: ignore[attr-defined]
         # A burst of sends waits for a connection instead of failing: redis-py's default pool
@@ -465,8 +449,9 @@ def _async_counters(backend: RedisCache) -> AsyncRedis:
             retry=settings.REDIS_ASYNC_RETRY,
             retry_on_error=[RedisConnectionError],
         )
-        client = _async_clients[loop] = AsyncRedis(connection_pool=pool)
-    return client
+        count_up = AsyncRedis(connection_pool=pool).register_script(COUNT_UP)
+        _async_count_ups[loop] = count_up
+    return count_up
 
 
 @functools.cache
@@ -482,7 +467,7 @@ def _counters() -> BaseCache:
 def _new_counters_for_new_caches(*, setting: str, **kwargs: Any) -> None:
     if setting == "CACHES":  # tests that point the cache at another Redis
         _counters.cache_clear()
-        _async_clients.clear()
+        _async_count_ups.clear()
 
 
 def _count_up_one(backend: Any, key: str, timeout: int) -> int:

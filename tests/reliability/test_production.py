@@ -66,7 +66,7 @@ def test_an_error_with_debug_off_is_the_plain_page_and_says_nothing_inside(
 
 
 def test_the_web_process_keeps_every_thread_to_one_cpu(production: Production) -> None:
-    """The Procfile's ``WEB_CPU=auto`` (config.affinity): the loop and the threads it started
+    """``WEB_CPU=auto``, as make run sets it (config.affinity): the loop and the threads it started
     for requests and database calls share one CPU."""
     for path in ("/healthz", "/accounts/login/", "/"):  # requests that run Django in threads
         httpx.get(production.url + path)
