@@ -46,8 +46,8 @@ class User(AbstractUser):
 class OpenRouterKey(models.Model):
     """A user's OpenRouter API key, encrypted at rest (see accounts/crypto.py).
 
-    Only ``accounts.services.api_key_for`` decrypts ``encrypted_key``; everything else sees
-    ``hint`` and ``key_hash``.
+    Only ``accounts.services.api_key_for`` and ``api_key_from`` decrypt ``encrypted_key`` (the
+    latter its copy in ``accounts.key_cache``); everything else sees ``hint`` and ``key_hash``.
     """
 
     class Source(models.TextChoices):

@@ -1,7 +1,7 @@
 """What happens to a user's OpenRouter key: stored encrypted, used, revoked.
 
-``api_key_for`` is the one function that returns a plain key, and only to code that is about to
-send it to OpenRouter.
+``api_key_for`` (and ``api_key_from``, for the chat send's cached copy of its ciphertext) are the
+only functions that return a plain key, and only to code that is about to send it to OpenRouter.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.db import connections, router, transaction
 from django.views.decorators.debug import sensitive_variables
 
-from accounts import crypto
+from accounts import crypto, key_cache
 from accounts.models import OpenRouterKey, User
 from openrouter import client
 from openrouter.errors import OpenRouterError
@@ -56,17 +56,19 @@ def api_key_store(
 
 def api_key_delete(*, user: User) -> bool:
     deleted, _ = OpenRouterKey.objects.filter(user=user).delete()
+    key_cache.forget(user.pk)  # also when there was nothing left to delete (see key_cache)
     credits_forget(user=user)
     return deleted > 0
 
 
 @sensitive_variables()
-def api_key_for(*, user: User | int) -> str:
+def api_key_for(*, user: User | int, remember: bool = False) -> str:
     """The user's plain key, for a request to OpenRouter. Raises ``NotConnected``.
 
-    One indexed lookup in plain SQL: it runs before every chat answer's request leaves, and
-    building the same query with the ORM costs seven times the lookup itself (280 against
-    40 µs, docs/benchmarks.md)."""
+    One indexed lookup in plain SQL: it runs before a chat answer's request leaves when the key
+    is not in the cache, and building the same query with the ORM costs seven times the lookup
+    itself (280 against 40 µs, docs/benchmarks.md). ``remember``: fill the cache's entry for
+    the next send (``accounts.key_cache``)."""
     user_id = user if isinstance(user, int) else user.pk
     alias = router.db_for_read(OpenRouterKey)
     with connections[alias].cursor() as cursor:
@@ -74,7 +76,18 @@ def api_key_for(*, user: User | int) -> str:
         row = cursor.fetchone()
     if row is None:
         raise NotConnected
+    if remember:
+        key_cache.remember(user_id, bytes(row[0]))
     return crypto.decrypt(row[0])
+
+
+@sensitive_variables()
+def api_key_from(cached: bytes) -> str:
+    """The user's plain key from their entry in ``accounts.key_cache`` (an entry there, not a
+    miss). Raises ``NotConnected`` for the entry of a user without a key."""
+    if cached == key_cache.TOMBSTONE:
+        raise NotConnected
+    return crypto.decrypt(cached)
 
 
 @functools.cache
@@ -92,10 +105,9 @@ aapi_key_for = sync_to_async(api_key_for)
 def api_key_rotate_all() -> int:
     """Re-encrypt every stored key under the first FIELD_ENCRYPTION_KEYS key."""
     count = 0
-    for record in OpenRouterKey.objects.only("pk", "encrypted_key").iterator():
-        OpenRouterKey.objects.filter(pk=record.pk).update(
-            encrypted_key=crypto.rotate(record.encrypted_key)
-        )
+    for record in OpenRouterKey.objects.only("pk", "user_id", "encrypted_key").iterator():
+        record.encrypted_key = crypto.rotate(record.encrypted_key)
+        record.save(update_fields=["encrypted_key"])  # and in the cache (accounts.key_cache)
         count += 1
     return count
 

@@ -12,11 +12,12 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from accounts.models import User
-from accounts.services import NotConnected, api_key_for
+from accounts.services import NotConnected, api_key_for, api_key_from
 from chat import groups, protocol, services, streams
 from chat.protocol import ChatError
 from chat.services import Started
@@ -97,13 +98,14 @@ class ChatConsumer(JsonConsumer):
             case protocol.Subscribe(conversation, since):
                 await self._subscribe(conversation, since)
             case protocol.Send():
-                await self._answer(
-                    services.message_send,
-                    conversation_id=request.conversation,
-                    text=request.text,
-                    model=request.model,
-                    options=request.options,
-                )
+                send: dict[str, Any] = {
+                    "conversation_id": request.conversation,
+                    "text": request.text,
+                    "model": request.model,
+                    "options": request.options,
+                }
+                early = services.message_send_request(user=self.user, **send)
+                await self._answer(services.message_send, early_request=early, **send)
             case protocol.Regenerate(message):
                 await self._answer(services.message_answer_again, message_id=message)
             case protocol.Retry(message):
@@ -133,24 +135,44 @@ class ChatConsumer(JsonConsumer):
             await self.send_json(protocol.snapshot_frame(message))
         await self.send_json({"type": "subscribed", "conversation": conversation.pk})
 
-    async def _answer(self, action: Callable[..., Started], **kwargs: Any) -> None:
+    async def _answer(
+        self,
+        action: Callable[..., Started],
+        *,
+        early_request: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """A send, retry or regenerate: ``action`` in one database hop, with the user's key,
-        while the send is counted against its quotas (``services.send_quota_start``).
+        while the send is counted against its quotas (``services.send_quota_start``, which also
+        brings the key's ciphertext from ``accounts.key_cache``).
 
-        The request goes upstream from inside that hop, once ``action`` has passed its checks
-        and before it writes (``on_request``): the relay reads while the rows are written.
+        The request goes upstream before the rows are written, and the relay reads while they
+        are: ``early_request`` (a new conversation's, known without the database) as soon as
+        the send is counted, when the key was in the cache; any other from inside the hop, once
+        ``action`` has passed its checks (``on_request``).
         """
         hub = await streams.hub()
         relay = streams.Relay(hub)
         loop = asyncio.get_running_loop()
-        quota = services.send_quota_start(user_id=self.user.pk, client_ip=self.client_ip)
+        quota: Future[bytes | None]
+        if early_request is None:
+            quota = services.send_quota_start(user_id=self.user.pk, client_ip=self.client_ip)
+        else:
+            cached_key = await services.asend_quota_take(
+                user_id=self.user.pk, client_ip=self.client_ip
+            )
+            quota = Future()
+            quota.set_result(cached_key)
+            if cached_key is not None:
+                relay.start(self._api_key(cached_key), early_request)
+                # Written before the database hop starts: its queries would hold the GIL
+                # between them while the request waited (~0.5 ms, docs/benchmarks.md).
+                await relay.written.wait()
 
         def answer() -> Started:  # in the database thread
-            try:
-                key = api_key_for(user=self.user)
-            except NotConnected:
-                raise ChatError("not_connected", NotConnected.message) from None
-            quota.result(QUOTA_WAIT)  # here, not in the send's transaction (it holds locks)
+            if relay.task is not None:  # sent already
+                return action(user=self.user, quota=quota, writer=hub.channel, **kwargs)
+            key = self._api_key(quota.result(QUOTA_WAIT))  # not in the send's transaction
 
             def on_request(payload: dict[str, Any]) -> None:
                 # The rows are written once the request is: written meanwhile, they held the
@@ -214,6 +236,16 @@ class ChatConsumer(JsonConsumer):
             return
         if writer:
             await self.channel_layer.send(writer, protocol.relay_follow_message(message_id))
+
+    def _api_key(self, cached: bytes | None) -> str:
+        """The user's key, from its ``accounts.key_cache`` entry (``cached``) or, when it was
+        not cached, from the database (then in the database thread only), which fills it."""
+        try:
+            if cached is None:
+                return api_key_for(user=self.user, remember=True)
+            return api_key_from(cached)
+        except NotConnected:
+            raise ChatError("not_connected", NotConnected.message) from None
 
     @property
     def client_ip(self) -> str:

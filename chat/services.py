@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 import weakref
@@ -23,7 +22,7 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.core.cache import BaseCache, cache, caches
+from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache
 from django.core.signals import setting_changed
 from django.db import connection, transaction
@@ -35,10 +34,12 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from accounts import key_cache
 from accounts.models import User
 from chat import protocol
 from chat.models import Conversation, Message
 from chat.protocol import ChatError
+from config.cache import shared_cache
 from openrouter import client as openrouter
 from openrouter.errors import OpenRouterError
 
@@ -150,7 +151,7 @@ def message_send(
     model: str | None = None,
     options: dict[str, Any] | None = None,
     client_ip: str = "",
-    quota: Future[None] | None = None,
+    quota: Future[bytes | None] | None = None,
     on_request: OnRequest | None = None,
 ) -> Started:
     """Store a prompt and start its answer; ``conversation_id=None`` starts a new conversation.
@@ -171,27 +172,56 @@ def message_send(
     """
     _quota_taken(quota, user_id=user.pk, client_ip=client_ip)
     if conversation_id is None:
-        conversation = conversation_new(
-            user=user,
-            title=conversation_title_from(text),
-            model=user.default_model if model is None else model,
-            **(options or {}),
-        )
+        conversation = _conversation_to_start(user=user, text=text, model=model, options=options)
     else:
         conversation = _locked_conversation(user=user, conversation_id=conversation_id)
         _refuse_if_busy(conversation)
         if model is not None:
             conversation.model = model
-    history = messages_for_upstream(conversation=conversation)
-    payload = _request_ready(
-        conversation, [*history, {"role": Message.Role.USER, "content": text}], on_request
-    )
+    payload = _request_ready(conversation, _messages_with(conversation, text), on_request)
     if conversation.pk is None:
         conversation.save()
     else:
         conversation.save(update_fields=["model", "updated_at"])  # moves it to the top
     prompt = conversation.messages.create(role=Message.Role.USER, content=text)
     return _answer_start(conversation=conversation, prompt=prompt, writer=writer, payload=payload)
+
+
+def message_send_request(
+    *,
+    user: User,
+    conversation_id: int | None,
+    text: str,
+    model: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """The request ``message_send`` makes, when it needs nothing from the database: a new
+    conversation's (``None`` for any other). The consumer sends it upstream as soon as the send
+    is counted, without waiting for the database, and then has ``message_send`` write the rows
+    (with no ``on_request``)."""
+    if conversation_id is not None:
+        return None
+    conversation = _conversation_to_start(user=user, text=text, model=model, options=options)
+    return completion_request(
+        conversation=conversation, messages=_messages_with(conversation, text)
+    )
+
+
+def _conversation_to_start(
+    *, user: User, text: str, model: str | None, options: dict[str, Any] | None
+) -> Conversation:
+    return conversation_new(
+        user=user,
+        title=conversation_title_from(text),
+        model=user.default_model if model is None else model,
+        **(options or {}),
+    )
+
+
+def _messages_with(conversation: Conversation, text: str) -> list[dict[str, str]]:
+    """The conversation as the request carries it, and the prompt ``text`` after it."""
+    history = messages_for_upstream(conversation=conversation)
+    return [*history, {"role": Message.Role.USER, "content": text}]
 
 
 @transaction.atomic
@@ -202,7 +232,7 @@ def message_answer_again(
     writer: str,
     failed_only: bool = False,
     client_ip: str = "",
-    quota: Future[None] | None = None,
+    quota: Future[bytes | None] | None = None,
     on_request: OnRequest | None = None,
 ) -> Started:
     """Answer the last prompt again; the new answer replaces ``message_id`` (the last answer).
@@ -337,24 +367,34 @@ def send_quota_take(*, user_id: int, client_ip: str = "") -> None:
     ``CHAT_SENDS_PER_MINUTE_PER_IP`` for the address (fixed one-minute windows in the cache), so
     that many accounts from one place cannot multiply the allowance."""
     now, limits = _send_limits(user_id, client_ip)
-    _refuse_over(limits, _count_up([key for key, _ in limits], expire=90), now)
+    counts, _ = _count_up([key for key, _ in limits], expire=90)
+    _refuse_over(limits, counts, now)
 
 
-def send_quota_start(*, user_id: int, client_ip: str = "") -> Future[None]:
+def send_quota_start(*, user_id: int, client_ip: str = "") -> Future[bytes | None]:
     """``send_quota_take`` on the running event loop, in the background; ``.result()`` waits for
-    it (and raises its ``ChatError``). The consumer starts it before its database call, and the
-    send waits for it before anything is sent or written: the Redis round trip overlaps the
-    thread hop and the key lookup instead of adding to them, and the database thread, which
-    every socket of the process shares, does not wait on Redis (docs/benchmarks.md). A send is
-    counted even when it is then refused for another reason (no key, a busy conversation)."""
+    it (and raises its ``ChatError``), and is the user's entry in ``accounts.key_cache``, read in
+    the same Redis round trip: the ciphertext of their key, ``b""`` if they have none, ``None``
+    when it is not cached.
+
+    The consumer starts it before anything else. A new conversation's request then leaves as
+    soon as it is done; any other send's database call waits for it before anything is sent or
+    written, so that the Redis round trip overlaps the thread hop instead of adding to it, and
+    the database thread, which every socket of the process shares, does not wait on Redis
+    (docs/benchmarks.md). A send is counted even when it is then refused for another reason (no
+    key, a busy conversation)."""
     return asyncio.run_coroutine_threadsafe(
-        _send_quota_take_async(user_id, client_ip), asyncio.get_running_loop()
+        asend_quota_take(user_id=user_id, client_ip=client_ip), asyncio.get_running_loop()
     )
 
 
-async def _send_quota_take_async(user_id: int, client_ip: str) -> None:
+async def asend_quota_take(*, user_id: int, client_ip: str = "") -> bytes | None:
+    """``send_quota_take`` awaited on the event loop; its value as ``send_quota_start``'s."""
     now, limits = _send_limits(user_id, client_ip)
-    _refuse_over(limits, await _acount_up([key for key, _ in limits], expire=90), now)
+    keys = [key for key, _ in limits]
+    counts, cached_key = await _acount_up(keys, expire=90, read=key_cache.name(user_id))
+    _refuse_over(limits, counts, now)
+    return cached_key
 
 
 def _send_limits(user_id: int, client_ip: str) -> tuple[float, list[tuple[str, int]]]:
@@ -379,48 +419,62 @@ def _refuse_over(limits: list[tuple[str, int]], counts: list[int], now: float) -
             )
 
 
-def _quota_taken(quota: Future[None] | None, *, user_id: int, client_ip: str) -> None:
+def _quota_taken(quota: Future[bytes | None] | None, *, user_id: int, client_ip: str) -> None:
     if quota is None:
         send_quota_take(user_id=user_id, client_ip=client_ip)
     else:
         quota.result()
 
 
-def _count_up(keys: list[str], *, expire: int) -> list[int]:
-    """Add one to counters in the cache that live ``expire`` s; their new values.
+def _count_up(
+    keys: list[str], *, expire: int, read: str | None = None
+) -> tuple[list[int], bytes | None]:
+    """Add one to counters in the cache that live ``expire`` s; their new values, and the
+    value of the Redis key ``read`` (a full key, in the same round trip; ``None`` if missing).
 
     On Redis one command inside the send (``COUNT_UP``: ``INCR`` + ``EXPIRE`` per key). The keys
     are per window, so refreshing the expiry on each count only delays the cleanup (and, unlike
-    ``EXPIRE … NX``, works before Redis 7). Other backends: ``add`` + ``incr`` per key.
+    ``EXPIRE … NX``, works before Redis 7). Other backends: ``add`` + ``incr`` per key, and
+    nothing read (``read`` is only ever a Redis key).
     """
-    backend = _counters()
+    backend = shared_cache()
     if isinstance(backend, RedisCache):
         # One client for all: Django's Redis cache has one write server (the first URL).
         client = backend._cache.get_client(write=True)
-        counts = client.register_script(COUNT_UP)(keys=_full_keys(backend, keys), args=[expire])
-        return [int(count) for count in counts]
-    return [_count_up_one(backend, key, expire) for key in keys]
+        script = client.register_script(COUNT_UP)
+        return _counted(script(keys=[read or "", *_full_keys(backend, keys)], args=[expire]))
+    return [_count_up_one(backend, key, expire) for key in keys], None
 
 
-async def _acount_up(keys: list[str], *, expire: int) -> list[int]:
+async def _acount_up(
+    keys: list[str], *, expire: int, read: str | None = None
+) -> tuple[list[int], bytes | None]:
     """``_count_up`` on the running event loop."""
-    backend = _counters()
+    backend = shared_cache()
     if not isinstance(backend, RedisCache):
         return await sync_to_async(_count_up, thread_sensitive=False)(keys, expire=expire)
-    counts = await _async_count_up(backend)(keys=_full_keys(backend, keys), args=[expire])
-    return [int(count) for count in counts]
+    script = _async_count_up(backend)
+    return _counted(await script(keys=[read or "", *_full_keys(backend, keys)], args=[expire]))
 
 
 # One command, not a pipeline of two per key: redis-py spends ~0.1 ms of CPU per command here
-# (a send's count on the event loop: 270 -> 155 us, docs/benchmarks.md).
+# (a send's count on the event loop: 270 -> 155 us, docs/benchmarks.md). KEYS[1] is read (the
+# user's cached key; "" reads nothing); the others are counted.
 COUNT_UP = """
-local counts = {}
-for i, key in ipairs(KEYS) do
-  counts[i] = redis.call('INCR', key)
-  redis.call('EXPIRE', key, ARGV[1])
+local result = {false}
+if KEYS[1] ~= '' then
+  result[1] = redis.call('GET', KEYS[1])
 end
-return counts
+for i = 2, #KEYS do
+  result[i] = redis.call('INCR', KEYS[i])
+  redis.call('EXPIRE', KEYS[i], ARGV[1])
+end
+return result
 """
+
+
+def _counted(result: list[Any]) -> tuple[list[int], bytes | None]:
+    return [int(count) for count in result[1:]], result[0]
 
 
 def _full_keys(backend: RedisCache, keys: list[str]) -> list[str]:
@@ -454,19 +508,9 @@ def _async_count_up(backend: RedisCache) -> AsyncScript:
     return count_up
 
 
-@functools.cache
-def _counters() -> BaseCache:
-    """This process's one cache backend for the send counters. ``caches["default"]`` is one
-    instance per thread *and per async context*: used from the database calls of each websocket
-    it made a Redis connection pool, and so kept a connection, per open socket (1,034 Redis
-    connections at 1,000 chat sockets, docs/benchmarks.md). Thread-safe: a redis-py pool."""
-    return caches.create_connection("default")
-
-
 @receiver(setting_changed)
-def _new_counters_for_new_caches(*, setting: str, **kwargs: Any) -> None:
+def _new_scripts_for_new_caches(*, setting: str, **kwargs: Any) -> None:
     if setting == "CACHES":  # tests that point the cache at another Redis
-        _counters.cache_clear()
         _async_count_ups.clear()
 
 

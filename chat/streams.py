@@ -16,11 +16,13 @@ event loop, in fact) one ``Hub`` keeps
   ``HEARTBEAT_INTERVAL`` it tells the database that its answers are still being written.
 
 A relay starts reading before its answer exists: the consumer hands ``Relay.start`` the request
-from inside the send's database hop, as soon as the send has passed its checks
-(``services.message_send(on_request=…)``), and the rows are written while the request travels;
-``attach`` then gives the relay its answer and its socket (or ``abandon`` drops it, when the
-send failed after all). The model's first token comes a few hundred milliseconds later, so it
-never waits for those writes; should it come first, the relay holds it until it is attached.
+before the send's database hop (a new conversation's, with the key's ciphertext from the cache:
+``services.message_send_request``, ``accounts.key_cache``) or from inside it, as soon as the send
+has passed its checks (``services.message_send(on_request=…)``); the rows are written while the
+request travels; ``attach`` then gives the relay its answer and its socket (or ``abandon`` drops
+it, when the send failed after all). The model's first token comes a few hundred milliseconds
+later, so it never waits for those writes; should it come first, the relay holds it until it is
+attached.
 
 The socket that asked gets every delta at once, straight from the relay: no Redis, no database,
 no re-encoding of the text so far (the fast path). Group messages cost real CPU (a channels_redis
@@ -85,6 +87,7 @@ class Relay:
         self.group = ""
         self.listener: Listener | None = None
         self.attached = asyncio.Event()
+        self.written = asyncio.Event()  # the request has been written (``start``)
         # The other tabs were told the answer started (or could not be): its end may follow.
         self.announced: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.abandoned = False
@@ -108,17 +111,26 @@ class Relay:
 
     # --- its life: start, attach (or abandon) -----------------------------------------------
 
-    def start(self, api_key: str, payload: dict[str, Any], sent: threading.Event) -> None:
+    def start(
+        self, api_key: str, payload: dict[str, Any], sent: threading.Event | None = None
+    ) -> None:
         """Send the request upstream now, from this event loop (before the answer exists), and
-        set ``sent`` once it has been written: the task's first step writes the headers and
-        starts a task that writes the body (aiohttp, before Python 3.12's eager tasks), so a
-        callback queued after that step queues ``sent.set`` after the body's writing."""
+        set ``written`` (and ``sent``, for a database thread waiting) once it has been written:
+        the task's first step writes the headers and starts a task that writes the body
+        (aiohttp, before Python 3.12's eager tasks), so a callback queued after that step
+        queues the setting after the body's writing."""
         if self.task is None and not self.abandoned:
             self.task = asyncio.create_task(
                 self.run(api_key, payload), name="chat-relay", context=self.context
             )
+
+        def written() -> None:
+            self.written.set()
+            if sent is not None:
+                sent.set()
+
         loop = asyncio.get_running_loop()
-        loop.call_soon(loop.call_soon, sent.set)
+        loop.call_soon(loop.call_soon, written)
 
     def attach(self, started: Started, listener: Listener | None) -> None:
         """The answer's rows are written: relay its text to ``listener`` and to the database."""

@@ -20,6 +20,7 @@ from chat import services
 from chat.models import Conversation, Message
 from chat.protocol import ChatError
 from chat.services import Checkpoint, Outcome, Spent
+from config.cache import shared_cache
 from tests.chat.conftest import add_message, make_conversation
 
 pytestmark = pytest.mark.django_db
@@ -178,7 +179,7 @@ async def test_a_burst_of_sends_is_counted_without_running_out_of_redis_connecti
     await asyncio.gather(*(asyncio.wrap_future(future) for future in counted))
     assert all(future.exception() is None for future in counted)
     # Each counted once, in counters that expire (after their one-minute window).
-    redis = services._counters()._cache.get_client(write=True)  # type: ignore[attr-defined]
+    redis = shared_cache()._cache.get_client(write=True)  # type: ignore[attr-defined]
     for pattern in (f"*chat:sends:{user.pk}:*", "*chat:sends-ip:192.0.2.2:*"):
         keys = redis.keys(pattern)  # two if a minute began during the burst
         assert sum(int(redis.get(key)) for key in keys) == 300

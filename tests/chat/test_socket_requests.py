@@ -17,8 +17,10 @@ from channels.layers import get_channel_layer
 from django.conf import LazySettings
 from django.utils import timezone
 
+from accounts import key_cache
 from accounts.models import User
-from chat import protocol, streams
+from accounts.services import api_key_delete
+from chat import protocol, services, streams
 from chat.models import Conversation, Message
 from chat.tasks import sweep_streams
 from config.async_db import database_sync_to_async as kept_connection_sync_to_async
@@ -129,6 +131,78 @@ async def test_without_a_key_a_send_says_to_connect(tabs: Any, user: User) -> No
     error = await tab.expect("error")
     assert error["code"] == "not_connected"
     assert "Connect your OpenRouter account" in error["message"]
+
+
+def record_request_and_database(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The order in which sends ask upstream and start their database call."""
+    order: list[str] = []
+    stream_chat, message_send = streams.stream_chat, services.message_send
+
+    def recorded_stream_chat(api_key: str, payload: dict[str, Any]) -> Any:
+        order.append("request")
+        return stream_chat(api_key, payload)
+
+    def recorded_message_send(**kwargs: Any) -> Any:
+        order.append("database")
+        return message_send(**kwargs)
+
+    monkeypatch.setattr(streams, "stream_chat", recorded_stream_chat)
+    monkeypatch.setattr(services, "message_send", recorded_message_send)
+    return order
+
+
+def forget_cached_key(user: User) -> None:
+    redis.Redis.from_url(os.environ["REDIS_URL"]).delete(key_cache.name(user.pk) or "")
+
+
+async def test_a_new_conversations_request_leaves_before_the_database_is_asked(
+    tabs: Any, cookie: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = record_request_and_database(monkeypatch)
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello")
+    first = await tab.answer()
+    assert first.state == "complete" and first.text == reply_text(
+        model=DEFAULT_CHAT_MODEL, prompt="hello"
+    )
+    assert order == ["request", "database"]  # the key came from the cache, with the count
+    # A follow-up needs the conversation's history from the database first.
+    order.clear()
+    conversation = first.started["conversation"]["id"]  # type: ignore[index]
+    await tab.send(type="send", conversation=conversation, text="and then?")
+    assert (await tab.answer()).state == "complete"
+    assert order == ["database", "request"]
+
+
+async def test_a_key_missing_from_the_cache_is_read_from_the_database_and_cached(
+    tabs: Any, cookie: bytes, connected_user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sync_to_async(forget_cached_key)(connected_user)
+    order = record_request_and_database(monkeypatch)
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello")
+    assert (await tab.answer()).state == "complete"
+    assert order == ["database", "request"]
+    order.clear()
+    await tab.send(type="send", conversation=None, text="hello again")
+    assert (await tab.answer()).state == "complete"
+    assert order == ["request", "database"]  # cached by the first send
+
+
+async def test_a_tab_left_open_cannot_send_once_the_account_is_disconnected(
+    tabs: Any, cookie: bytes, connected_user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello")
+    first = await tab.answer()
+    await sync_to_async(api_key_delete)(user=connected_user)  # in another tab, say
+    order = record_request_and_database(monkeypatch)
+    conversation = first.started["conversation"]["id"]  # type: ignore[index]
+    for where in (None, conversation):
+        await tab.send(type="send", conversation=where, text="one more")
+        assert (await tab.expect("error"))["code"] == "not_connected"
+    assert "request" not in order  # the old key never left
+    assert await sync_to_async(Message.objects.count)() == 2
 
 
 async def test_sends_are_rate_limited_per_user_with_a_clear_error(
