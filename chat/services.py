@@ -183,7 +183,7 @@ def message_send(
         conversation.save()
     else:
         conversation.save(update_fields=["model", "updated_at"])  # moves it to the top
-    prompt = conversation.messages.create(role=Message.Role.USER, content=text)
+    prompt = Message(conversation=conversation, role=Message.Role.USER, content=text)
     return _answer_start(conversation=conversation, prompt=prompt, writer=writer, payload=payload)
 
 
@@ -277,13 +277,18 @@ def _answer_start(
     payload: dict[str, Any],
     replaces: int | None = None,
 ) -> Started:
-    answer = conversation.messages.create(
+    """The answer's row, in state ``streaming``; a ``prompt`` not saved yet is inserted with it,
+    in one statement (one INSERT less per send: ~0.3 ms of the database thread, which every
+    socket shares)."""
+    answer = Message(
+        conversation=conversation,
         role=Message.Role.ASSISTANT,
         state=Message.State.STREAMING,
         model_requested=conversation.model,
         writer=writer,
         heartbeat_at=timezone.now(),
     )
+    Message.objects.bulk_create([answer] if prompt.pk else [prompt, answer])
     return Started(
         conversation=conversation, prompt=prompt, answer=answer, payload=payload, replaces=replaces
     )

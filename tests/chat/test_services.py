@@ -93,6 +93,13 @@ def test_the_request_is_handed_over_after_the_checks_and_before_any_row_is_writt
         {"role": "assistant", "content": "first answer"},
         {"role": "user", "content": "two"},
     ]
+    # The prompt and its answer stored in that order, the answer streaming, both dated.
+    stored = list(conversation.messages.values_list("pk", "role", "content", "state"))
+    assert stored[-2:] == [
+        (started.prompt.pk, "user", "two", "complete"),
+        (started.answer.pk, "assistant", "", "streaming"),
+    ]
+    assert started.prompt.created_at and started.answer.updated_at
 
     seen.clear()
     Message.objects.filter(pk=started.answer.pk).update(state=Message.State.ERROR, content="x")
