@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import http.cookiejar
 import ipaddress
 import json
 import os
@@ -70,6 +71,14 @@ def timeouts(read: float | None = None) -> httpx.Timeout:
 
 LIMITS = httpx.Limits(max_connections=2000, max_keepalive_connections=200, keepalive_expiry=30)
 
+
+def no_cookies() -> http.cookiejar.CookieJar:
+    """A jar that keeps nothing. Every client here is shared by all users' requests: a cookie
+    the upstream sets (a CDN's bot-check cookie, say) must never ride along on the next user's
+    request. (aiohttp: ``DummyCookieJar``.)"""
+    return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
 _sync_client: tuple[int, httpx.Client] | None = None
 _sync_lock = threading.Lock()
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
@@ -82,7 +91,8 @@ def sync_client() -> httpx.Client:
     global _sync_client
     with _sync_lock:
         if _sync_client is None or _sync_client[0] != os.getpid():
-            _sync_client = (os.getpid(), httpx.Client(timeout=timeouts(), limits=LIMITS))
+            made = httpx.Client(timeout=timeouts(), limits=LIMITS, cookies=no_cookies())
+            _sync_client = (os.getpid(), made)
         return _sync_client[1]
 
 
@@ -91,7 +101,7 @@ def async_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        client = httpx.AsyncClient(timeout=timeouts(), limits=LIMITS)
+        client = httpx.AsyncClient(timeout=timeouts(), limits=LIMITS, cookies=no_cookies())
         _async_clients[loop] = client
     return client
 
@@ -235,6 +245,7 @@ def stream_session() -> aiohttp.ClientSession:
                 limit=STREAM_CONNECTIONS, keepalive_timeout=STREAM_KEEPALIVE
             ),
             timeout=aiohttp.ClientTimeout(total=None),
+            cookie_jar=aiohttp.DummyCookieJar(),  # see no_cookies()
             proxy=environment_proxy(settings.OPENROUTER_URL),
             # The request (the whole conversation) is encoded on the way to the first token:
             # orjson takes a tenth of json's time for a long history.

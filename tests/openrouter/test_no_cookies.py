@@ -1,0 +1,65 @@
+"""The upstream clients are shared by every user's requests: a cookie the upstream sets must not
+be sent back, on anyone's next request."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from openrouter import client
+
+
+class SetsCookies(BaseHTTPRequestHandler):
+    seen: list[str | None] = []
+
+    def _answer(self) -> None:
+        self.seen.append(self.headers.get("Cookie"))
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        body = b'{"data": {"label": "k"}}'
+        self.send_response(200)
+        self.send_header("Set-Cookie", "__cf_bm=someone; Path=/; HttpOnly")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def upstream() -> Iterator[list[str | None]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SetsCookies)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    SetsCookies.seen = []
+    with override_settings(OPENROUTER_URL=f"http://127.0.0.1:{server.server_address[1]}"):
+        yield SetsCookies.seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_no_client_sends_back_a_cookie_the_upstream_set(upstream: list[str | None]) -> None:
+    client.sync_client().get(client.api_url("key"))
+    client.sync_client().get(client.api_url("key"))
+
+    async def with_the_async_clients() -> None:
+        for _ in range(2):
+            await client.async_client().get(client.api_url("key"))
+        for _ in range(2):
+            async for _event in client.stream_chat("sk-or-v1-x", {"messages": []}):
+                pass  # not an event stream: one Failed event
+        await client.close_clients()
+
+    asyncio.run(with_the_async_clients())
+    assert len(upstream) == 6
+    assert upstream == [None] * 6
