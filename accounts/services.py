@@ -11,6 +11,7 @@ import hashlib
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from cryptography.fernet import InvalidToken
 from django.core.cache import cache
 from django.db import connections, router, transaction
 from django.views.decorators.debug import sensitive_variables
@@ -70,24 +71,52 @@ def api_key_for(*, user: User | int, remember: bool = False) -> str:
     itself (280 against 40 µs, docs/benchmarks.md). ``remember``: fill the cache's entry for
     the next send (``accounts.key_cache``)."""
     user_id = user if isinstance(user, int) else user.pk
+    token = _stored_token(user_id)
+    if token is None:
+        raise NotConnected
+    if remember:
+        key_cache.remember(user_id, token)
+    return crypto.decrypt(token)
+
+
+def _stored_token(user_id: int) -> bytes | None:
     alias = router.db_for_read(OpenRouterKey)
     with connections[alias].cursor() as cursor:
         cursor.execute(_key_query(alias), [user_id])
         row = cursor.fetchone()
-    if row is None:
-        raise NotConnected
-    if remember:
-        key_cache.remember(user_id, bytes(row[0]))
-    return crypto.decrypt(row[0])
+    return None if row is None else bytes(row[0])
 
 
 @sensitive_variables()
-def api_key_from(cached: bytes) -> str:
+def api_key_from(cached: bytes) -> str | None:
     """The user's plain key from their entry in ``accounts.key_cache`` (an entry there, not a
-    miss). Raises ``NotConnected`` for the entry of a user without a key."""
+    miss). Raises ``NotConnected`` for the entry of a user without a key; ``None`` for an entry
+    that no longer decrypts (made under an encryption key since dropped): read the database."""
     if cached == key_cache.TOMBSTONE:
         raise NotConnected
-    return crypto.decrypt(cached)
+    try:
+        return crypto.decrypt(cached)
+    except InvalidToken:
+        return None
+
+
+class KeyChanged(Exception):
+    """The key a request went out with had just been replaced."""
+
+    message = "Your OpenRouter connection changed just now. Send your message again."
+
+
+def api_key_confirm(*, user: User, used: bytes) -> None:
+    """Check, in a send's database call, that the cached ciphertext its request went out with
+    (``used``) is still the user's key: if not, correct the cache (``accounts.key_cache``) and
+    raise ``NotConnected`` (there is no key any more) or ``KeyChanged``."""
+    stored = _stored_token(user.pk)
+    if stored == used:
+        return
+    key_cache.correct(user.pk, stored)
+    if stored is None:
+        raise NotConnected
+    raise KeyChanged
 
 
 @functools.cache

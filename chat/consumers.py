@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from accounts.models import User
-from accounts.services import NotConnected, api_key_for, api_key_from
+from accounts.services import (
+    KeyChanged,
+    NotConnected,
+    api_key_confirm,
+    api_key_for,
+    api_key_from,
+)
 from chat import groups, protocol, services, streams
 from chat.protocol import ChatError
 from chat.services import Started
@@ -155,41 +161,52 @@ class ChatConsumer(JsonConsumer):
         relay = streams.Relay(hub)
         loop = asyncio.get_running_loop()
         quota: Future[bytes | None]
-        if early_request is None:
-            quota = services.send_quota_start(user_id=self.user.pk, client_ip=self.client_ip)
-        else:
-            cached_key = await services.asend_quota_take(
-                user_id=self.user.pk, client_ip=self.client_ip
-            )
-            quota = Future()
-            quota.set_result(cached_key)
-            if cached_key is not None:
-                relay.start(self._api_key(cached_key), early_request)
-                # Written before the database hop starts: its queries would hold the GIL
-                # between them while the request waited (~0.5 ms, docs/benchmarks.md).
-                await relay.written.wait()
-
-        def answer() -> Started:  # in the database thread
-            if relay.task is not None:  # sent already
-                return action(user=self.user, quota=quota, writer=hub.channel, **kwargs)
-            key = self._api_key(quota.result(QUOTA_WAIT))  # not in the send's transaction
-
-            def on_request(payload: dict[str, Any]) -> None:
-                # The rows are written once the request is: written meanwhile, they held the
-                # GIL between their queries and the request waited for it (~0.5 ms at 10
-                # streams, docs/benchmarks.md).
-                sent = threading.Event()
-                loop.call_soon_threadsafe(relay.start, key, payload, sent)
-                sent.wait(REQUEST_SENT_WAIT)
-
-            return action(
-                user=self.user, quota=quota, writer=hub.channel, on_request=on_request, **kwargs
-            )
-
+        early_key = None
         try:
+            if early_request is None:
+                quota = services.send_quota_start(user_id=self.user.pk, client_ip=self.client_ip)
+            else:
+                # Bounded by its pool (a connection waited for up to 20 s) and redis-py's
+                # timeouts; not by QUOTA_WAIT: at 1,000 streams opening at once the loop is
+                # saturated for seconds, and a send served late beats one refused (22 of 1,000
+                # refused with it, docs/benchmarks.md).
+                cached = await services.asend_quota_take(
+                    user_id=self.user.pk, client_ip=self.client_ip
+                )
+                quota = Future()
+                quota.set_result(cached)
+                key = None if cached is None else self._api_key(cached)
+                if key is not None:
+                    early_key = cached
+                    relay.start(key, early_request)
+                    # Written before the database hop starts: its queries would hold the GIL
+                    # between them while the request waited (~0.5 ms, docs/benchmarks.md).
+                    await relay.written.wait()
+
+            def answer() -> Started:  # in the database thread
+                if early_key is not None:  # sent already, with the key from the cache
+                    self._confirm(early_key)
+                    return action(user=self.user, quota=quota, writer=hub.channel, **kwargs)
+                cached = quota.result(QUOTA_WAIT)  # not in the send's transaction
+                key = None if cached is None else self._api_key(cached)
+                if key is None:  # not cached (or no longer readable): the database
+                    key = self._api_key_stored()
+
+                def on_request(payload: dict[str, Any]) -> None:
+                    # The rows are written once the request is: written meanwhile, they held
+                    # the GIL between their queries and the request waited for it (~0.5 ms at
+                    # 10 streams, docs/benchmarks.md).
+                    sent = threading.Event()
+                    loop.call_soon_threadsafe(relay.start, key, payload, sent)
+                    sent.wait(REQUEST_SENT_WAIT)
+
+                return action(
+                    user=self.user, quota=quota, writer=hub.channel, on_request=on_request, **kwargs
+                )
+
             started = await database_sync_to_async(answer)()
         except BaseException:
-            relay.abandon()
+            relay.abandon()  # and the request, if it went out
             raise
         self.tracked[started.prompt.pk] = Tracked(len(started.prompt.content), final=True)
         self.tracked[started.answer.pk] = Tracked(direct=True)
@@ -237,15 +254,30 @@ class ChatConsumer(JsonConsumer):
         if writer:
             await self.channel_layer.send(writer, protocol.relay_follow_message(message_id))
 
-    def _api_key(self, cached: bytes | None) -> str:
-        """The user's key, from its ``accounts.key_cache`` entry (``cached``) or, when it was
-        not cached, from the database (then in the database thread only), which fills it."""
+    def _api_key(self, cached: bytes) -> str | None:
+        """The user's key from its ``accounts.key_cache`` entry; ``None`` if it does not
+        decrypt (read the database then)."""
         try:
-            if cached is None:
-                return api_key_for(user=self.user, remember=True)
             return api_key_from(cached)
         except NotConnected:
             raise ChatError("not_connected", NotConnected.message) from None
+
+    def _api_key_stored(self) -> str:
+        """The user's key from the database (in the database thread), which fills the cache."""
+        try:
+            return api_key_for(user=self.user, remember=True)
+        except NotConnected:
+            raise ChatError("not_connected", NotConnected.message) from None
+
+    def _confirm(self, used: bytes) -> None:
+        """In the database thread: the cached key a request went out with is the user's key
+        still (else the send is refused and its request cancelled; see accounts.key_cache)."""
+        try:
+            api_key_confirm(user=self.user, used=used)
+        except NotConnected:
+            raise ChatError("not_connected", NotConnected.message) from None
+        except KeyChanged:
+            raise ChatError("key_changed", KeyChanged.message) from None
 
     @property
     def client_ip(self) -> str:

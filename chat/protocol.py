@@ -62,7 +62,8 @@ snapshot and the live deltas merge without duplicated text after a reconnect.
 Error codes: ``bad_json``, ``bad_request``, ``unknown_type``, ``too_long``, ``not_found`` (no
 such conversation or message *of yours*), ``not_allowed``, ``busy`` (an answer is streaming in
 that conversation), ``rate_limited`` (with ``retry_after`` seconds), ``not_connected`` (no
-OpenRouter key), ``internal``.
+OpenRouter key), ``key_changed`` (the key was replaced as the message was sent: send it again),
+``internal``.
 
 Inside the server (channel layer)
 =================================

@@ -382,12 +382,13 @@ def send_quota_start(*, user_id: int, client_ip: str = "") -> Future[bytes | Non
     the same Redis round trip: the ciphertext of their key, ``b""`` if they have none, ``None``
     when it is not cached.
 
-    The consumer starts it before anything else. A new conversation's request then leaves as
-    soon as it is done; any other send's database call waits for it before anything is sent or
-    written, so that the Redis round trip overlaps the thread hop instead of adding to it, and
-    the database thread, which every socket of the process shares, does not wait on Redis
-    (docs/benchmarks.md). A send is counted even when it is then refused for another reason (no
-    key, a busy conversation)."""
+    The consumer starts it before anything else for a send that needs the database before its
+    request (a follow-up, a retry): their database call waits for it before anything is sent
+    or written, so that the Redis round trip overlaps the thread hop instead of adding to it,
+    and the database thread, which every socket of the process shares, does not wait on Redis
+    (docs/benchmarks.md). A new conversation's send awaits ``asend_quota_take`` instead, and
+    its request leaves as soon as that is done. A send is counted even when it is then refused
+    for another reason (no key, a busy conversation)."""
     return asyncio.run_coroutine_threadsafe(
         asend_quota_take(user_id=user_id, client_ip=client_ip), asyncio.get_running_loop()
     )
@@ -437,7 +438,8 @@ def _count_up(
     """Add one to counters in the cache that live ``expire`` s; their new values, and the
     value of the Redis key ``read`` (a full key, in the same round trip; ``None`` if missing).
 
-    On Redis one command inside the send (``COUNT_UP``: ``INCR`` + ``EXPIRE`` per key). The keys
+    On Redis one command inside the send (``COUNT_UP``: ``INCR`` + ``EXPIRE`` per key, and a
+    ``GET`` of ``read``). The keys
     are per window, so refreshing the expiry on each count only delays the cleanup (and, unlike
     ``EXPIRE … NX``, works before Redis 7). Other backends: ``add`` + ``incr`` per key, and
     nothing read (``read`` is only ever a Redis key).

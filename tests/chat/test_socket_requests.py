@@ -15,10 +15,11 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import LazySettings
+from django.db import OperationalError
 from django.utils import timezone
 
-from accounts import key_cache
-from accounts.models import User
+from accounts import crypto, key_cache
+from accounts.models import OpenRouterKey, User
 from accounts.services import api_key_delete
 from chat import protocol, services, streams
 from chat.models import Conversation, Message
@@ -26,7 +27,15 @@ from chat.tasks import sweep_streams
 from config.async_db import database_sync_to_async as kept_connection_sync_to_async
 from openrouter.sandbox.catalog import DEFAULT_CHAT_MODEL
 from openrouter.sandbox.replies import reply_text
-from tests.chat.conftest import Answer, Tab, add_message, make_conversation, session_cookie
+from tests.chat.conftest import (
+    Answer,
+    Tab,
+    add_message,
+    eventually,
+    make_conversation,
+    sandbox_state,
+    session_cookie,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -203,6 +212,78 @@ async def test_a_tab_left_open_cannot_send_once_the_account_is_disconnected(
         assert (await tab.expect("error"))["code"] == "not_connected"
     assert "request" not in order  # the old key never left
     assert await sync_to_async(Message.objects.count)() == 2
+
+
+def cached_entry(user: User) -> bytes | None:
+    value = redis.Redis.from_url(os.environ["REDIS_URL"]).get(key_cache.name(user.pk) or "")
+    return None if value is None else bytes(value)
+
+
+async def sandbox_streams_when(check: Any) -> dict[str, int]:
+    async def state() -> dict[str, int] | None:
+        found = await sandbox_state()
+        return found if check(found) else None
+
+    return dict(await eventually(state, "the sandbox's streams to settle"))
+
+
+@pytest.mark.parametrize("change", ["deleted", "replaced"])
+async def test_a_stale_cached_key_is_caught_before_anything_is_stored_and_corrected(
+    tabs: Any, cookie: bytes, connected_user: User, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """As if the cache write of a disconnect or a reconnect had failed: the table changed, the
+    cache did not. The request that went out with the old key is cancelled as it starts."""
+    stale = await sync_to_async(cached_entry)(connected_user)
+    assert stale  # cached when the key was stored
+    keys = OpenRouterKey.objects.filter(user=connected_user)
+    if change == "deleted":
+        await sync_to_async(keys._raw_delete)(keys.db)  # no signal: the cache keeps the key
+    else:
+        await keys.aupdate(encrypted_key=crypto.encrypt("sk-or-v1-" + "0" * 64))  # no signal
+    assert await sync_to_async(cached_entry)(connected_user) == stale
+    before = await sandbox_state()
+    order = record_request_and_database(monkeypatch)
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello")
+    error = await tab.expect("error")
+    assert error["code"] == ("not_connected" if change == "deleted" else "key_changed")
+    assert order == ["request"]  # sent with the cached key; refused before any row
+    assert await sync_to_async(Conversation.objects.count)() == 0  # nothing stored
+    await sandbox_streams_when(
+        lambda state: (
+            state["active_streams"] == before["active_streams"]
+            and state["cancelled_streams"] + state["completed_streams"]
+            > before["cancelled_streams"] + before["completed_streams"]
+        )
+    )  # the request that left was closed
+    corrected = await sync_to_async(cached_entry)(connected_user)
+    if change == "deleted":
+        assert corrected == key_cache.TOMBSTONE
+    else:
+        assert corrected == bytes((await keys.aget()).encrypted_key)
+
+
+async def test_a_request_sent_early_is_cancelled_when_the_database_call_fails(
+    tabs: Any, cookie: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def database_down(**kwargs: Any) -> Any:
+        raise OperationalError("the database went away")
+
+    before = await sandbox_state()
+    monkeypatch.setattr(services, "message_send", database_down)
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello", model="sandbox/slow")
+    assert (await tab.expect("error"))["code"] == "internal"
+    after = await sandbox_streams_when(
+        lambda state: (
+            state["chat_requests"] > before["chat_requests"]
+            and state["active_streams"] == before["active_streams"]
+        )
+    )
+    assert after["completed_streams"] == before["completed_streams"]  # cut, not read to its end
+    assert await sync_to_async(Conversation.objects.count)() == 0
+    hub = streams.current_hub()
+    assert hub is None or not hub.relays
 
 
 async def test_sends_are_rate_limited_per_user_with_a_clear_error(

@@ -42,7 +42,8 @@ def upstream() -> Iterator[list[str | None]]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     SetsCookies.seen = []
-    with override_settings(OPENROUTER_URL=f"http://127.0.0.1:{server.server_address[1]}"):
+    # A host name: aiohttp's default jar never keeps cookies from an IP address anyway.
+    with override_settings(OPENROUTER_URL=f"http://localhost:{server.server_address[1]}"):
         yield SetsCookies.seen
     server.shutdown()
     server.server_close()
