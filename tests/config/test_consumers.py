@@ -16,6 +16,9 @@ from channels.testing import WebsocketCommunicator
 
 from config.consumers import JsonConsumer
 
+# Channels' websocket_disconnect sweeps the database thread's connections, as a real close does.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 
 class Recorder(JsonConsumer):
     """Records when each handler starts and ends; ``slow`` frames take a while."""
