@@ -1,6 +1,6 @@
 """The base of this project's websocket consumers (``chat.consumers``, ``generations.consumers``).
 
-Channels' ``AsyncJsonWebsocketConsumer`` with two differences, both for the chat relay's hot path
+Channels' ``AsyncJsonWebsocketConsumer`` with three differences, all for the chat relay's hot path
 (every streamed token is one frame; docs/benchmarks.md):
 
 * messages are dispatched without Channels' connection sweep. Channels 4.2+ runs
@@ -34,6 +34,15 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
+
+# The channel-layer tasks of consumers that ended, still unwinding (see ``__call__``): held so
+# that none is collected half-cancelled; ``consumers_unwound`` waits for them (tests' end).
+_unwinding: set[asyncio.Task[None]] = set()
+
+
+async def consumers_unwound(seconds: float) -> None:
+    if _unwinding:
+        await asyncio.wait(list(_unwinding), timeout=seconds)
 
 
 class JsonConsumer(AsyncJsonWebsocketConsumer):
@@ -70,7 +79,8 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
             await dispatch_from(receive)
         except asyncio.CancelledError:
             if not messages.done() or messages.cancelled():
-                raise
+                raise  # cancelled from outside
+            frames.uncancel()  # the cancellation was only the messenger
             if not isinstance(messages.exception(), StopConsumer):
                 raise messages.exception() from None  # type: ignore[misc]
         except StopConsumer:
@@ -79,6 +89,9 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
             # Not waited for: a channels_redis receive blocked in Redis (BZPOPMIN) may finish
             # its command before it ends, up to its 5 s block; nothing is left to dispatch.
             messages.cancel()
+            if not messages.done():
+                _unwinding.add(messages)
+                messages.add_done_callback(_unwinding.discard)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         handler = getattr(self, get_handler_name(message), None)

@@ -10,6 +10,7 @@ from django.test import Client
 
 from accounts.models import User
 from config.async_db import close_kept_connections
+from config.consumers import consumers_unwound
 from openrouter import client as openrouter_client
 from tests.factories import connect_user, make_user
 
@@ -55,6 +56,13 @@ def _fresh_rate_limits() -> None:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest_asyncio.fixture(scope="session", autouse=True)
+async def _let_ended_consumers_unwind() -> AsyncIterator[None]:
+    """Ended sockets' channel-layer tasks finish cancelling before the loop closes."""
+    yield
+    await consumers_unwound(seconds=6)
 
 
 @pytest_asyncio.fixture(scope="session", autouse=True)
