@@ -12,7 +12,7 @@ Channels' ``AsyncJsonWebsocketConsumer`` with three differences, all for the cha
 * the socket's frames are awaited by its own task and its channel-layer messages by a second
   one, instead of Channels' ``await_many_dispatch`` (``asyncio.wait`` on two tasks and a new
   task per message: two more loop turns between a frame's arrival and its handler; a send's
-  first token 0.2–0.3 ms sooner at 10 streams, docs/benchmarks.md). A lock keeps the handlers
+  first token ~0.1 ms sooner at 10 streams, docs/benchmarks.md). A lock keeps the handlers
   one at a time, in arrival order, as Channels does; a handler failing in either ends the
   consumer, as in Channels;
 * frames are encoded and decoded with orjson (about 2 µs less per frame each way than the
