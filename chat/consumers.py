@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +38,17 @@ logger = logging.getLogger(__name__)
 REQUEST_SENT_WAIT = 0.001
 # How long a send waits for its quota to be counted (Redis retries a lost connection meanwhile).
 QUOTA_WAIT = 10.0
+
+
+@contextlib.contextmanager
+def key_refusals() -> Iterator[None]:
+    """``accounts.services``' refusals about the user's key, as the tab reads them."""
+    try:
+        yield
+    except NotConnected:
+        raise ChatError("not_connected", NotConnected.message) from None
+    except KeyChanged:
+        raise ChatError("key_changed", KeyChanged.message) from None
 
 
 @dataclass
@@ -173,9 +184,10 @@ class ChatConsumer(JsonConsumer):
                 cached = await services.asend_quota_take(
                     user_id=self.user.pk, client_ip=self.client_ip
                 )
-                quota = Future()
+                quota = Future()  # counted: the database call takes it as done
                 quota.set_result(cached)
-                key = None if cached is None else self._api_key(cached)
+                with key_refusals():
+                    key = None if cached is None else api_key_from(cached)
                 if key is not None:
                     early_key = cached
                     relay.start(key, early_request)
@@ -185,12 +197,14 @@ class ChatConsumer(JsonConsumer):
 
             def answer() -> Started:  # in the database thread
                 if early_key is not None:  # sent already, with the key from the cache
-                    self._confirm(early_key)
+                    with key_refusals():  # which may have been stale (see accounts.key_cache)
+                        api_key_confirm(user=self.user, used=early_key)
                     return action(user=self.user, quota=quota, writer=hub.channel, **kwargs)
                 cached = quota.result(QUOTA_WAIT)  # not in the send's transaction
-                key = None if cached is None else self._api_key(cached)
-                if key is None:  # not cached (or no longer readable): the database
-                    key = self._api_key_stored()
+                with key_refusals():
+                    key = None if cached is None else api_key_from(cached)
+                    if key is None:  # not cached (or no longer readable): the database
+                        key = api_key_for(user=self.user, remember=True)
 
                 def on_request(payload: dict[str, Any]) -> None:
                     # The rows are written once the request is: written meanwhile, they held
@@ -253,31 +267,6 @@ class ChatConsumer(JsonConsumer):
             return
         if writer:
             await self.channel_layer.send(writer, protocol.relay_follow_message(message_id))
-
-    def _api_key(self, cached: bytes) -> str | None:
-        """The user's key from its ``accounts.key_cache`` entry; ``None`` if it does not
-        decrypt (read the database then)."""
-        try:
-            return api_key_from(cached)
-        except NotConnected:
-            raise ChatError("not_connected", NotConnected.message) from None
-
-    def _api_key_stored(self) -> str:
-        """The user's key from the database (in the database thread), which fills the cache."""
-        try:
-            return api_key_for(user=self.user, remember=True)
-        except NotConnected:
-            raise ChatError("not_connected", NotConnected.message) from None
-
-    def _confirm(self, used: bytes) -> None:
-        """In the database thread: the cached key a request went out with is the user's key
-        still (else the send is refused and its request cancelled; see accounts.key_cache)."""
-        try:
-            api_key_confirm(user=self.user, used=used)
-        except NotConnected:
-            raise ChatError("not_connected", NotConnected.message) from None
-        except KeyChanged:
-            raise ChatError("key_changed", KeyChanged.message) from None
 
     @property
     def client_ip(self) -> str:
