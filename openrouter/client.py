@@ -24,10 +24,10 @@ import threading
 import time
 import urllib.request
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
@@ -277,21 +277,72 @@ async def close_clients() -> None:
         await client.aclose()
 
 
+T = TypeVar("T")
+
+
+class _IdleLimit:
+    """The stream's idle limit: a wait for the response (its headers, an error body) or for the
+    next piece of its body that lasts over ``seconds`` raises ``TimeoutError`` in the task that
+    reads the stream (the one that made this).
+
+    Kept here rather than by aiohttp's ``sock_read``, which cancels and makes a timer on every
+    read from the socket and again as its buffer drains (~2 % of the web process's CPU at 100
+    streams, docs/benchmarks.md): one timer per stream here wakes when the limit could have
+    passed and, if a read started since, sleeps again for the rest.
+    """
+
+    __slots__ = ("expired", "loop", "seconds", "since", "task", "timer")
+
+    def __init__(self, seconds: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.seconds = seconds
+        self.since: float | None = None  # when the wait under way began
+        self.expired = False
+        self.timer = self.loop.call_later(seconds, self._check)
+
+    def _check(self) -> None:
+        since = self.since
+        left = self.seconds if since is None else since + self.seconds - self.loop.time()
+        if left > 0:
+            self.timer = self.loop.call_later(left, self._check)
+        elif self.task is not None:
+            self.expired = True
+            self.task.cancel()
+
+    async def wait(self, awaitable: Awaitable[T]) -> T:
+        self.since = self.loop.time()
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            # The limit's cancellation becomes a TimeoutError, unless the task was cancelled
+            # for another reason too (a stop): that one goes on.
+            if self.expired and self.task is not None and self.task.uncancel() == 0:
+                raise TimeoutError("no data within the stream's idle limit") from None
+            raise
+        finally:
+            self.since = None
+
+    def close(self) -> None:
+        self.timer.cancel()
+
+
 class _Body:
-    """A response body's bytes as they arrive; a failed connection is ``StreamLost``, the idle
-    limit (``sock_read``) a ``TimeoutError``."""
+    """A response body's bytes as they arrive; a failed connection is ``StreamLost``, a read
+    past the idle limit a ``TimeoutError``."""
 
-    __slots__ = ("_content",)
+    __slots__ = ("_content", "_limit")
 
-    def __init__(self, content: aiohttp.StreamReader) -> None:
+    def __init__(self, content: aiohttp.StreamReader, limit: _IdleLimit) -> None:
         self._content = content
+        self._limit = limit
 
     def __aiter__(self) -> _Body:
         return self
 
     async def __anext__(self) -> bytes:
         try:
-            chunk = await self._content.readany()
+            chunk = await self._limit.wait(self._content.readany())
         except TimeoutError:
             raise
         except (aiohttp.ClientError, OSError) as exc:
@@ -307,47 +358,50 @@ async def stream_chat(api_key: str, payload: dict[str, Any]) -> AsyncIterator[St
     Never raises for upstream trouble: errors before the stream are a ``Failed`` event too, so a
     caller has one path. Stopping iteration early (``aclose()``, task cancellation) closes the
     connection, which tells OpenRouter to stop generating; only a connection whose body was read
-    to its end goes back to the pool.
+    to its end goes back to the pool. One task reads the stream: the idle limit interrupts it.
     """
-    timeout = aiohttp.ClientTimeout(
-        total=None,
-        connect=settings.OPENROUTER_CONNECT_TIMEOUT,
-        sock_read=settings.OPENROUTER_STREAM_IDLE_TIMEOUT,  # response headers, then each read
-    )
+    limit = _IdleLimit(settings.OPENROUTER_STREAM_IDLE_TIMEOUT)
+    timeout = aiohttp.ClientTimeout(total=None, connect=settings.OPENROUTER_CONNECT_TIMEOUT)
     try:
-        response = await stream_session().post(
-            api_url("chat/completions"),
-            headers={**headers(api_key), "Accept": "text/event-stream"},
-            json={**payload, "stream": True},
-            timeout=timeout,
-        )
-    except TimeoutError as exc:
-        yield Failed(OpenRouterError.timeout(type(exc).__name__))
-        return
-    except (aiohttp.ClientError, OSError) as exc:
-        yield Failed(OpenRouterError.network(type(exc).__name__))
-        return
-    try:
-        if response.status != 200:
-            yield Failed(await _stream_error(response))
+        try:
+            response = await limit.wait(
+                stream_session().post(
+                    api_url("chat/completions"),
+                    headers={**headers(api_key), "Accept": "text/event-stream"},
+                    json={**payload, "stream": True},
+                    timeout=timeout,
+                )
+            )
+        except TimeoutError as exc:
+            yield Failed(OpenRouterError.timeout(type(exc).__name__))
             return
-        if response.content_type != "text/event-stream":
-            yield Failed(OpenRouterError.bad_response("not an event stream"))
+        except (aiohttp.ClientError, OSError) as exc:
+            yield Failed(OpenRouterError.network(type(exc).__name__))
             return
-        events = parse_stream(_Body(response.content), response.headers.get("x-generation-id"))
-        async with aclosing(events):
-            async for event in events:
-                yield event
+        try:
+            if response.status != 200:
+                yield Failed(await _stream_error(response, limit))
+                return
+            if response.content_type != "text/event-stream":
+                yield Failed(OpenRouterError.bad_response("not an event stream"))
+                return
+            body = _Body(response.content, limit)
+            events = parse_stream(body, response.headers.get("x-generation-id"))
+            async with aclosing(events):
+                async for event in events:
+                    yield event
+        finally:
+            if response.content.is_eof():
+                response.release()  # read to the end: the connection may serve the next stream
+            else:
+                response.close()  # half-read: never back to the pool; the upstream sees a hang-up
     finally:
-        if response.content.is_eof():
-            response.release()  # read to the end: the connection may serve the next stream
-        else:
-            response.close()  # half-read: never back to the pool; the upstream sees a hang-up
+        limit.close()
 
 
-async def _stream_error(response: aiohttp.ClientResponse) -> OpenRouterError:
+async def _stream_error(response: aiohttp.ClientResponse, limit: _IdleLimit) -> OpenRouterError:
     try:
-        body = await response.read()
+        body = await limit.wait(response.read())
     except TimeoutError as exc:
         return OpenRouterError.timeout(type(exc).__name__)
     except (aiohttp.ClientError, OSError) as exc:

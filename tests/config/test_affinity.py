@@ -26,15 +26,20 @@ PROBE = textwrap.dedent(
     except Exception as error:
         print(json.dumps({"error": str(error)}))
         raise SystemExit
-    seen = {}
-    after = threading.Thread(target=lambda: seen.update(after=cpus()))  # started after
+    seen, recorded, listed = {}, threading.Event(), threading.Event()
+
+    def record():
+        seen.update(after=cpus())
+        recorded.set()
+        listed.wait()  # alive while the threads are listed: an ending one may vanish midway
+
+    after = threading.Thread(target=record)  # started after
     after.start()
+    recorded.wait()
+    threads = [cpus(int(tid)) for tid in os.listdir("/proc/self/task")]
+    listed.set()
     after.join()
-    print(json.dumps({
-        "chosen": chosen,
-        "threads": [cpus(int(tid)) for tid in os.listdir("/proc/self/task")],
-        "after": seen["after"],
-    }))
+    print(json.dumps({"chosen": chosen, "threads": threads, "after": seen["after"]}))
     """
 )
 
