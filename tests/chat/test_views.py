@@ -3,14 +3,18 @@ the picker's JSON, and model output that is never rendered as HTML by the server
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.test import Client
-from django.utils import timezone
+from django.urls import reverse
+from django.utils import timezone, translation
 
 from accounts.models import User
 from chat import services
@@ -45,6 +49,58 @@ def test_the_list_searches_titles(signed_in: Client, user: User) -> None:
     page = signed_in.get("/chat/", {"q": "list"}).content.decode()
     assert sorted(titles(page)) == ["List comprehension", "Sorting lists"]
     assert "No conversation titled like" in signed_in.get("/chat/", {"q": "zz"}).content.decode()
+
+
+@pytest.mark.parametrize("pk", [7, 12345])
+def test_each_row_links_where_the_urls_say_even_with_thousands_separators(
+    signed_in: Client, user: User, pk: int, settings: Any
+) -> None:
+    """The rows build their links from the list's URL and the id (templates/chat/_sidebar.html):
+    they must stay what ``reverse`` gives, and an id is never written as "12,345"."""
+    settings.USE_THOUSAND_SEPARATOR = True
+    Conversation.objects.create(pk=pk, user=user, title="Linked")
+    page = signed_in.get(f"/chat/{pk}/").content.decode()
+    row = page[page.index(f'data-conversation-id="{pk}"') :].split("</li>", 1)[0]
+    assert f'href="{reverse("chat:conversation", args=[pk])}"' in row
+    assert f'action="{reverse("chat:rename", args=[pk])}"' in row
+    assert f'action="{reverse("chat:delete", args=[pk])}"' in row
+    assert f'id="rename-{pk}"' in row
+    assert signed_in.post(reverse("chat:rename", args=[pk]), {"title": "Moved"}).status_code == 302
+    assert Conversation.objects.get(pk=pk).title == "Moved"
+
+
+def test_pages_are_in_the_sites_language_whatever_the_browser_asks(
+    signed_in: Client, user: User
+) -> None:
+    conversation = make_conversation(user, title="Old one")
+    Conversation.objects.filter(pk=conversation.pk).update(
+        updated_at=timezone.now() - timedelta(days=3)
+    )
+    page = signed_in.get("/chat/", HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "3\xa0days ago" in page  # naturaltime, in English
+    assert translation.get_language() == settings.LANGUAGE_CODE  # restored after the request
+
+
+def test_a_request_runs_with_the_language_activated_not_looked_up_each_time() -> None:
+    """``config.middleware.site_language``: with no language active, every ``get_language()``
+    raised and caught an AttributeError inside asgiref's Local (thousands per page)."""
+    from django.utils.translation import trans_real
+
+    from config.middleware import site_language
+
+    seen: list[object] = []
+
+    def view(request: Any) -> Any:
+        seen.append(getattr(trans_real._active, "value", None))
+        return "response"
+
+    def request() -> None:  # in a context of its own, as a request has: no language active
+        assert getattr(trans_real._active, "value", None) is None
+        assert site_language(view)(object()) == "response"
+        assert getattr(trans_real._active, "value", None) is None  # and none after it
+
+    contextvars.Context().run(request)
+    assert seen[0] is not None and seen[0].language() == settings.LANGUAGE_CODE  # type: ignore[attr-defined]
 
 
 def test_someone_elses_conversation_is_a_404_for_every_page_and_action(
