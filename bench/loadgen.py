@@ -347,7 +347,11 @@ class WSChat:
         if kind in self.done_types:
             message = frame.get("message")
             state = message.get("state") if isinstance(message, dict) else frame.get("state")
-            return "" if state in (None, "complete") else f"ended {state}"
+            if state in (None, "complete"):
+                return ""
+            error = message.get("error") if isinstance(message, dict) else None
+            code = error.get("code") if isinstance(error, dict) else None
+            return f"ended {state}" + (f" ({code})" if code else "")
         if kind in self.error_types:
             return f"error frame: {str(frame.get('code') or frame.get('message'))[:40]}"
         return 0
