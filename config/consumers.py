@@ -114,6 +114,7 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
         return orjson.dumps(content).decode()
 
     async def send_json(self, content: Any, close: bool = False) -> None:
+        # Encodes as encode_json does (the hot path skips that call too).
         await self.base_send({"type": "websocket.send", "text": orjson.dumps(content).decode()})
         if close:
             await self.close(close)

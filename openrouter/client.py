@@ -283,7 +283,7 @@ T = TypeVar("T")
 class _IdleLimit:
     """The stream's idle limit: a wait for the response (its headers, an error body) or for the
     next piece of its body that lasts over ``seconds`` raises ``TimeoutError`` in the task that
-    reads the stream (the one that made this).
+    waits.
 
     Kept here rather than by aiohttp's ``sock_read``, which cancels and makes a timer on every
     read from the socket and again as its buffer drains (~2 % of the web process's CPU at 100
@@ -295,7 +295,7 @@ class _IdleLimit:
 
     def __init__(self, seconds: float) -> None:
         self.loop = asyncio.get_running_loop()
-        self.task = asyncio.current_task()
+        self.task: asyncio.Task[Any] | None = None  # the one waiting now
         self.seconds = seconds
         self.since: float | None = None  # when the wait under way began
         self.expired = False
@@ -311,6 +311,7 @@ class _IdleLimit:
             self.task.cancel()
 
     async def wait(self, awaitable: Awaitable[T]) -> T:
+        self.task = asyncio.current_task()
         self.since = self.loop.time()
         try:
             return await awaitable
@@ -358,7 +359,7 @@ async def stream_chat(api_key: str, payload: dict[str, Any]) -> AsyncIterator[St
     Never raises for upstream trouble: errors before the stream are a ``Failed`` event too, so a
     caller has one path. Stopping iteration early (``aclose()``, task cancellation) closes the
     connection, which tells OpenRouter to stop generating; only a connection whose body was read
-    to its end goes back to the pool. One task reads the stream: the idle limit interrupts it.
+    to its end goes back to the pool.
     """
     limit = _IdleLimit(settings.OPENROUTER_STREAM_IDLE_TIMEOUT)
     timeout = aiohttp.ClientTimeout(total=None, connect=settings.OPENROUTER_CONNECT_TIMEOUT)

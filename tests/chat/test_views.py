@@ -69,9 +69,10 @@ def test_each_row_links_where_the_urls_say_even_with_thousands_separators(
     assert Conversation.objects.get(pk=pk).title == "Moved"
 
 
-def test_pages_are_in_the_sites_language_whatever_the_browser_asks(
+def test_pages_stay_in_the_sites_language_whatever_the_browser_asks(
     signed_in: Client, user: User
 ) -> None:
+    """The site is in one language: not Django's LocaleMiddleware (see config.middleware)."""
     conversation = make_conversation(user, title="Old one")
     Conversation.objects.filter(pk=conversation.pk).update(
         updated_at=timezone.now() - timedelta(days=3)
@@ -88,19 +89,22 @@ def test_a_request_runs_with_the_language_activated_not_looked_up_each_time() ->
 
     from config.middleware import site_language
 
-    seen: list[object] = []
+    seen: list[str | None] = []
 
     def view(request: Any) -> Any:
-        seen.append(getattr(trans_real._active, "value", None))
+        active = getattr(trans_real._active, "value", None)
+        seen.append(active.language() if active is not None else None)
         return "response"
 
     def request() -> None:  # in a context of its own, as a request has: no language active
         assert getattr(trans_real._active, "value", None) is None
         assert site_language(view)(object()) == "response"
-        assert getattr(trans_real._active, "value", None) is None  # and none after it
 
     contextvars.Context().run(request)
-    assert seen[0] is not None and seen[0].language() == settings.LANGUAGE_CODE  # type: ignore[attr-defined]
+    with translation.override("fr"):  # a language active before the request is kept after it
+        assert site_language(view)(object()) == "response"
+        assert translation.get_language() == "fr"
+    assert seen == [settings.LANGUAGE_CODE, settings.LANGUAGE_CODE]
 
 
 def test_someone_elses_conversation_is_a_404_for_every_page_and_action(

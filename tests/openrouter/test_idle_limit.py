@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from openrouter.client import _IdleLimit
+from openrouter.client import _IdleLimit, _stream_error
 
 
 async def test_a_wait_longer_than_the_limit_is_a_timeout() -> None:
@@ -66,3 +66,33 @@ async def test_the_limit_cancels_only_its_own_task() -> None:
     finally:
         limit.close()
     assert await other == "untouched"
+
+
+async def test_the_limit_interrupts_the_task_that_waits_not_the_one_that_made_it() -> None:
+    limit = _IdleLimit(0.05)
+    try:
+        assert await limit.wait(asyncio.sleep(0, "first")) == "first"
+        reader = asyncio.create_task(limit.wait(asyncio.sleep(5)))  # a later read elsewhere
+        done, _ = await asyncio.wait({reader}, timeout=2)  # this task is not cancelled
+        assert reader in done
+        with pytest.raises(TimeoutError):
+            reader.result()
+    finally:
+        limit.close()
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_an_error_body_that_never_comes_is_a_timeout() -> None:
+    class Stalled:  # an error status whose body stalls after the headers
+        status, reason, headers = 503, "Service Unavailable", {}
+
+        async def read(self) -> bytes:
+            await asyncio.sleep(5)
+            return b""
+
+    limit = _IdleLimit(0.05)
+    try:
+        error = await _stream_error(Stalled(), limit)  # type: ignore[arg-type]
+    finally:
+        limit.close()
+    assert error.retryable and "did not answer in time" in error.message
