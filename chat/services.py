@@ -488,7 +488,10 @@ def _full_keys(backend: RedisCache, keys: list[str]) -> list[str]:
     return [backend.make_and_validate_key(key) for key in keys]
 
 
-COUNTER_CONNECTIONS = 32  # per event loop; a count is one command
+# Per event loop, opened as needed. A count holds its connection until the loop gets round to
+# the reply: on a saturated loop (1,000 sockets sending) that is a loop cycle, and with 32 a
+# send could wait out the pool's 20 s and fail (docs/benchmarks.md, 2026-12-06 third session).
+COUNTER_CONNECTIONS = 256
 # The event loops' ``COUNT_UP`` scripts, each on a Redis client of its own (``_acount_up``).
 _async_count_ups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncScript] = (
     weakref.WeakKeyDictionary()

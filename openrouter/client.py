@@ -19,6 +19,7 @@ import http.cookiejar
 import ipaddress
 import json
 import os
+import select
 import socket
 import threading
 import time
@@ -233,6 +234,35 @@ _stream_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.C
 )
 
 
+class _CheckedConnector(aiohttp.TCPConnector):
+    """aiohttp's connector, but an idle pooled connection whose socket has become readable is
+    not reused: the server closed it (or sent what an idle HTTP/1.1 connection never should),
+    as httpcore and urllib3 check before reuse.
+
+    aiohttp trusts its protocol's view, which learns of the server's close only once the event
+    loop has read it: on a loop busy for a while (1,000 streams), a request went out on a
+    connection the upstream had closed as idle, and failed (``ServerDisconnectedError``, the
+    answer lost; docs/benchmarks.md). A POST is rightly never retried, so check before.
+    """
+
+    async def _get(self, key: Any, traces: list[Any]) -> Any:
+        while (connection := await super()._get(key, traces)) is not None:
+            if not _readable(connection.transport):
+                return connection
+            connection.close()
+        return None
+
+
+def _readable(transport: asyncio.BaseTransport | None) -> bool:
+    """Whether the socket under ``transport`` has something to read (EOF included) now."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return True  # no socket to check: not reusable either
+    poll = select.poll()  # not select(): a busy process has descriptors past its 1,024
+    poll.register(sock.fileno(), select.POLLIN)
+    return bool(poll.poll(0))
+
+
 def stream_session() -> aiohttp.ClientSession:
     """The event loop's session for streamed completions (kept-alive connections)."""
     loop = asyncio.get_running_loop()
@@ -241,7 +271,7 @@ def stream_session() -> aiohttp.ClientSession:
         for gone in [other for other in _stream_sessions if other.is_closed()]:
             del _stream_sessions[gone]
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
+            connector=_CheckedConnector(
                 limit=STREAM_CONNECTIONS, keepalive_timeout=STREAM_KEEPALIVE
             ),
             timeout=aiohttp.ClientTimeout(total=None),
