@@ -243,14 +243,20 @@ class _CheckedConnector(aiohttp.TCPConnector):
     loop has read it: on a loop busy for a while (1,000 streams), a request went out on a
     connection the upstream had closed as idle, and failed (``ServerDisconnectedError``, the
     answer lost; docs/benchmarks.md). A POST is rightly never retried, so check before.
+
+    And the most recently used connection is taken first (aiohttp takes the oldest): the one
+    least likely to be near the server's idle limit; the others age out (``keepalive_timeout``).
     """
 
     async def _get(self, key: Any, traces: list[Any]) -> Any:
-        while (connection := await super()._get(key, traces)) is not None:
-            if not _readable(connection.transport):
+        while True:
+            idle = self._conns.get(key)  # aiohttp's pool: (protocol, released at), oldest first
+            if idle:
+                idle.rotate(1)  # the newest first: aiohttp's _get takes from the left
+            connection = await super()._get(key, traces)
+            if connection is None or not _readable(connection.transport):
                 return connection
             connection.close()
-        return None
 
 
 def _readable(transport: asyncio.BaseTransport | None) -> bool:

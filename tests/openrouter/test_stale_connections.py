@@ -89,3 +89,28 @@ def test_a_connection_still_open_is_reused(upstream: list[int]) -> None:
     finally:
         ClosesIdleConnections.timeout = 0.05
     assert found is not None
+
+
+def test_the_most_recently_used_connection_is_taken_first(upstream: list[int]) -> None:
+    """The one least likely to be near the server's idle limit (aiohttp takes the oldest)."""
+
+    async def answer() -> None:
+        async for _event in client.stream_chat("sk-or-v1-x", {"messages": []}):
+            pass
+
+    async def run() -> tuple[Any, Any]:
+        await asyncio.gather(answer(), answer())  # two connections, back in the pool in turn
+        connector = client.stream_session().connector
+        assert connector is not None
+        ((key, idle),) = list(connector._conns.items())  # type: ignore[attr-defined]
+        newest = idle[-1][0]
+        found = await connector._get(key, [])  # type: ignore[attr-defined]
+        await client.close_clients()
+        return found.protocol, newest
+
+    ClosesIdleConnections.timeout = 5
+    try:
+        taken, newest = asyncio.run(run())
+    finally:
+        ClosesIdleConnections.timeout = 0.05
+    assert taken is newest
