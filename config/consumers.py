@@ -114,7 +114,7 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
         return orjson.dumps(content).decode()
 
     async def send_json(self, content: Any, close: bool = False) -> None:
-        # Encodes as encode_json does (the hot path skips that call too).
-        await self.base_send({"type": "websocket.send", "text": orjson.dumps(content).decode()})
+        text = await self.encode_json(content)
+        await self.base_send({"type": "websocket.send", "text": text})
         if close:
             await self.close(close)

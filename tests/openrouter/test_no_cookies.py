@@ -4,15 +4,14 @@ be sent back, on anyone's next request."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
-from django.test import override_settings
 
 from openrouter import client
+from tests.openrouter.conftest import upstream_serving
 
 
 class SetsCookies(BaseHTTPRequestHandler):
@@ -38,15 +37,10 @@ class SetsCookies(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def upstream() -> Iterator[list[str | None]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SetsCookies)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     SetsCookies.seen = []
     # A host name: aiohttp's default jar never keeps cookies from an IP address anyway.
-    with override_settings(OPENROUTER_URL=f"http://localhost:{server.server_address[1]}"):
+    with upstream_serving(SetsCookies, host="localhost"):
         yield SetsCookies.seen
-    server.shutdown()
-    server.server_close()
 
 
 def test_no_client_sends_back_a_cookie_the_upstream_set(upstream: list[str | None]) -> None:

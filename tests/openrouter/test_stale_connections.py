@@ -4,17 +4,16 @@ reused (``openrouter.client._CheckedConnector``): the answer would fail before i
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
-from django.test import override_settings
 
 from openrouter import client
 from openrouter.streaming import Finished, TextDelta
+from tests.openrouter.conftest import upstream_serving
 
 BODY = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
 
@@ -39,14 +38,9 @@ class ClosesIdleConnections(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def upstream() -> Iterator[list[int]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ClosesIdleConnections)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     ClosesIdleConnections.peers = []
-    with override_settings(OPENROUTER_URL=f"http://127.0.0.1:{server.server_address[1]}"):
+    with upstream_serving(ClosesIdleConnections):
         yield ClosesIdleConnections.peers
-    server.shutdown()
-    server.server_close()
 
 
 async def pooled_connection_after(seconds: float) -> Any:
