@@ -4,14 +4,20 @@ Channels' own calls cost a round trip apiece (``group_discard`` one, ``group_add
 chat send needs a move to the new conversation's group and then "is any other tab there?"
 (``chat.streams.Hub.tell_others``): four round trips per answer, ~1 ms of the event loop's CPU
 at 100 streams (docs/benchmarks.md). With channels_redis (pinned; it keeps a group as a sorted
-set of channel names with an expiry, ``_group_key``) they go in one pipeline. With any other
-layer, Channels' calls, and "others" is unknown (``None``: tell the group anyway).
+set of channel names with an expiry, ``_group_key``) a move is one pipeline and a question one
+command, each sent in the next batch of the layer's connection (``config.redis_batch``: with
+many tabs at once, one round trip for all). With any other layer, Channels' calls, and
+"others" is unknown (``None``: tell the group anyway).
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any
+
+from redis.asyncio.client import Pipeline
+
+from config import redis_batch
 
 
 def _shard(layer: Any, group: str) -> int | None:
@@ -31,13 +37,15 @@ async def move(layer: Any, channel: str, leave: str | None, join: str | None) ->
             await layer.group_add(join, channel)
         return None
     key = layer._group_key(join)
-    pipe = layer.connection(shard).pipeline(transaction=False)
-    if leave:
-        pipe.zrem(layer._group_key(leave), channel)
-    pipe.zadd(key, {channel: time.time()})
-    pipe.expire(key, layer.group_expiry)
-    pipe.zrange(key, 0, -1)
-    *_, members = await pipe.execute()
+
+    def commands(pipe: Pipeline) -> None:
+        if leave:
+            pipe.zrem(layer._group_key(leave), channel)
+        pipe.zadd(key, {channel: time.time()})
+        pipe.expire(key, layer.group_expiry)
+        pipe.zrange(key, 0, -1)
+
+    *_, members = await redis_batch.batcher(layer.connection(shard)).execute(commands)
     return [member.decode() for member in members]
 
 
@@ -46,7 +54,10 @@ async def members(layer: Any, group: str) -> list[str] | None:
     shard = _shard(layer, group)
     if shard is None:
         return None
-    found = await layer.connection(shard).zrange(layer._group_key(group), 0, -1)
+    key = layer._group_key(group)
+    (found,) = await redis_batch.batcher(layer.connection(shard)).execute(
+        lambda pipe: pipe.zrange(key, 0, -1)
+    )
     return [member.decode() for member in found]
 
 

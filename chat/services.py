@@ -29,9 +29,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.dispatch import receiver
 from django.utils import timezone
-from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
-from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from accounts import key_cache
@@ -39,6 +37,7 @@ from accounts.models import User
 from chat import protocol
 from chat.models import Conversation, Message
 from chat.protocol import ChatError
+from config import redis_batch
 from config.cache import shared_cache
 from openrouter import client as openrouter
 from openrouter.errors import OpenRouterError
@@ -456,17 +455,23 @@ def _count_up(
 async def _acount_up(
     keys: list[str], *, expire: int, read: str | None = None
 ) -> tuple[list[int], bytes | None]:
-    """``_count_up`` on the running event loop."""
+    """``_count_up`` on the running event loop, in the next batch of its Redis commands
+    (``config.redis_batch``)."""
     backend = shared_cache()
     if not isinstance(backend, RedisCache):
         return await sync_to_async(_count_up, thread_sensitive=False)(keys, expire=expire)
-    script = _async_count_up(backend)
-    return _counted(await script(keys=[read or "", *_full_keys(backend, keys)], args=[expire]))
+    full_keys = [read or "", *_full_keys(backend, keys)]
+    (result,) = await redis_batch.batcher(_async_counter(backend)).execute(
+        lambda pipe: pipe.eval(COUNT_UP, len(full_keys), *full_keys, expire)
+    )
+    return _counted(result)
 
 
 # One command, not a pipeline of two per key: redis-py spends ~0.1 ms of CPU per command here
 # (a send's count on the event loop: 270 -> 155 us, docs/benchmarks.md). KEYS[1] is read (the
-# user's cached key; "" reads nothing); the others are counted.
+# user's cached key; "" reads nothing); the others are counted. Sent with EVAL, not EVALSHA:
+# Redis keeps the compiled script either way, and a pipeline of EVALSHA has redis-py check
+# the script exists first (another round trip per batch).
 COUNT_UP = """
 local result = {false}
 if KEYS[1] ~= '' then
@@ -488,40 +493,30 @@ def _full_keys(backend: RedisCache, keys: list[str]) -> list[str]:
     return [backend.make_and_validate_key(key) for key in keys]
 
 
-# Per event loop, opened as needed. A count holds its connection until the loop gets round to
-# the reply: on a saturated loop (1,000 sockets sending) that is a loop cycle, and with 32 a
-# send could wait out the pool's 20 s and fail (docs/benchmarks.md, 2026-12-06 third session).
-COUNTER_CONNECTIONS = 256
-# The event loops' ``COUNT_UP`` scripts, each on a Redis client of its own (``_acount_up``).
-_async_count_ups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncScript] = (
+# The event loops' clients for ``COUNT_UP`` (``_acount_up``): Django's cache has no async client.
+_async_counters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedis] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _async_count_up(backend: RedisCache) -> AsyncScript:
+def _async_counter(backend: RedisCache) -> AsyncRedis:
     loop = asyncio.get_running_loop()
-    count_up = _async_count_ups.get(loop)
-    if count_up is None:
+    counter = _async_counters.get(loop)
+    if counter is None:
         # The server Django's cache writes to: the first of its URLs (missing from the stubs).
-        url = backend._cache._servers[0]  # type: ignore[attr-defined]
-        # A burst of sends waits for a connection instead of failing: redis-py's default pool
-        # refuses its 101st concurrent command (535 errors at 1,000 streams, docs/benchmarks.md).
         # A connection that Redis closed (a restart) is retried on a new one, as the cache's are.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=COUNTER_CONNECTIONS,
+        counter = _async_counters[loop] = AsyncRedis.from_url(
+            backend._cache._servers[0],  # type: ignore[attr-defined]
             retry=settings.REDIS_ASYNC_RETRY,
             retry_on_error=[RedisConnectionError],
         )
-        count_up = AsyncRedis(connection_pool=pool).register_script(COUNT_UP)
-        _async_count_ups[loop] = count_up
-    return count_up
+    return counter
 
 
 @receiver(setting_changed)
-def _new_scripts_for_new_caches(*, setting: str, **kwargs: Any) -> None:
+def _new_counters_for_new_caches(*, setting: str, **kwargs: Any) -> None:
     if setting == "CACHES":  # tests that point the cache at another Redis
-        _async_count_ups.clear()
+        _async_counters.clear()
 
 
 def _count_up_one(backend: Any, key: str, timeout: int) -> int:

@@ -361,11 +361,10 @@ class Hub:
         instead, or none when the caller knows the ``members`` (``chat.groups.move``).
         Race-free for the callers: they have stored what they announce before asking, and a
         tab joins the group before it reads the database."""
-        async with self.sending:
-            if members is None:
-                members = await groups.members(self.layer, group)
-            if groups.others_in(members, besides):
-                await self.layer.group_send(group, message)
+        if members is None:
+            members = await groups.members(self.layer, group)
+        if groups.others_in(members, besides):
+            await self.group_send(group, message)
 
     async def drain(self, seconds: float) -> None:
         """Wait up to ``seconds`` for the running answers to end (tests, graceful shutdown)."""

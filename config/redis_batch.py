@@ -1,0 +1,116 @@
+"""Small Redis commands from many tasks, sent together: one pipeline, one round trip, per batch.
+
+Every answer costs the event loop a few small Redis commands: its send's count (with the user's
+cached key), its tab's move to the conversation's group, "is any other tab there?" at its end.
+Sent one by one, each takes a connection of a pool for its round trip, and on a loop busy with
+a thousand sockets a connection is held until the loop gets round to its reply (a loop cycle):
+the pools grew to hundreds of connections (~1,000 at 1,000 streams, a few KiB of objects each
+besides their sockets) and a send could wait out a bounded pool (docs/benchmarks.md, 2026-12-06).
+
+A ``Batcher`` sends the commands queued while its previous batch was on the wire as the next
+batch: one pipeline (``transaction=False``: no ``MULTI``, commands of different callers are not
+atomic together; a caller's own commands run in order, back to back) on one connection at a
+time, whatever the number of callers. An idle loop sends a lone command at once (one loop turn
+later); a busy one sends fewer, larger pipelines. Each caller gets its own commands' results, or
+the first error among them, or the error that failed the whole batch (a lost connection is
+retried by the client's ``retry`` first, as redis-py retries any command). A caller cancelled
+before its batch leaves sends nothing; after, its commands still run.
+
+``batcher(client)`` is the client's batcher (one per client, so per connection pool): the
+channel layer's clients (``layer.connection(shard)``, one per event loop) and the send counters'
+(``chat.services``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+# Adds a caller's commands to the batch's pipeline (their results come back in that order).
+Commands = Callable[[Pipeline], object]
+
+
+class Batcher:
+    def __init__(self, client: Redis) -> None:
+        # Weakly: ``batcher()`` keys its batchers by client, and a value holding its key would
+        # keep both forever.
+        self._client = weakref.ref(client)
+        self._queued: list[tuple[Commands, asyncio.Future[list[Any]]]] = []
+        self._sending: asyncio.Task[None] | None = None
+
+    async def execute(self, commands: Commands) -> list[Any]:
+        """Run the commands ``commands`` adds to a pipeline in the next batch; their results."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._queued.append((commands, future))
+        if self._sending is None:
+            self._sending = asyncio.create_task(self._send(), name="redis-batch")
+        return await future
+
+    async def _send(self) -> None:
+        batch: list[tuple[Commands, asyncio.Future[list[Any]]]] = []
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                await self._send_one(batch)
+        finally:
+            # Cancelled (the loop is closing): nobody waits for an answer that will not come.
+            for _, future in batch + self._queued:
+                future.cancel()
+            self._queued = []
+            self._sending = None
+
+    async def _send_one(self, batch: list[tuple[Commands, asyncio.Future[list[Any]]]]) -> None:
+        client = self._client()
+        if client is None:  # closed and collected while commands were queued
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(RuntimeError("the Redis client was closed"))
+            return
+        pipe = client.pipeline(transaction=False)
+        spans: list[tuple[asyncio.Future[list[Any]], int, int]] = []
+        for commands, future in batch:
+            if future.done():
+                continue  # its caller was cancelled before the batch left: nothing to send
+            start = len(pipe.command_stack)
+            try:
+                commands(pipe)
+            except Exception as error:  # a caller's bug is its own, not the batch's
+                del pipe.command_stack[start:]
+                future.set_exception(error)
+                continue
+            spans.append((future, start, len(pipe.command_stack)))
+        if not spans:
+            return
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except Exception as error:
+            for future, _, _ in spans:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for future, start, end in spans:
+            if future.done():
+                continue
+            mine = results[start:end]
+            failed = next((result for result in mine if isinstance(result, Exception)), None)
+            if failed is None:
+                future.set_result(mine)
+            else:
+                future.set_exception(failed)
+
+
+_batchers: weakref.WeakKeyDictionary[Redis, Batcher] = weakref.WeakKeyDictionary()
+
+
+def batcher(client: Redis) -> Batcher:
+    """``client``'s batcher, made on first use. A client belongs to one event loop (its
+    connections do), and so does its batcher."""
+    found = _batchers.get(client)
+    if found is None:
+        found = _batchers[client] = Batcher(client)
+    return found

@@ -1,0 +1,128 @@
+"""config.redis_batch: many callers' commands go to Redis in one pipeline; each caller gets its
+own results or its own error (real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from config import redis_batch
+from tests.services import free_port
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[Redis]:
+    client = Redis.from_url(os.environ["REDIS_URL"])
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def pipelines(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of commands in each pipeline sent, in order."""
+    sent: list[int] = []
+    execute = Pipeline.execute
+
+    async def counted(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        sent.append(len(self.command_stack))
+        return await execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "execute", counted)
+    return sent
+
+
+def keys(count: int) -> list[str]:
+    prefix = f"test:batch:{uuid.uuid4().hex}"
+    return [f"{prefix}:{i}" for i in range(count)]
+
+
+async def test_callers_at_once_share_one_round_trip_and_each_gets_its_own_results(
+    client: Redis, pipelines: list[int]
+) -> None:
+    names = keys(50)
+    await client.set(names[7], 41)
+    batcher = redis_batch.batcher(client)
+
+    def incr_twice(name: str) -> Any:
+        return lambda pipe: (pipe.incr(name), pipe.incr(name))
+
+    results = await asyncio.gather(*(batcher.execute(incr_twice(name)) for name in names))
+
+    assert results[7] == [42, 43]
+    assert all(results[i] == [1, 2] for i in range(50) if i != 7)
+    assert pipelines == [100]  # one pipeline, every caller's commands in it
+    assert redis_batch.batcher(client) is batcher
+
+
+async def test_commands_queued_while_a_batch_is_on_the_wire_go_in_the_next(
+    client: Redis, pipelines: list[int]
+) -> None:
+    name, *_ = keys(1)
+    batcher = redis_batch.batcher(client)
+    first = asyncio.ensure_future(batcher.execute(lambda pipe: pipe.incr(name)))
+    await asyncio.sleep(0)  # the first caller queued; its batch leaves on the next turn
+    await asyncio.sleep(0)
+    later = [batcher.execute(lambda pipe: pipe.incr(name)) for _ in range(10)]
+    assert sorted(await asyncio.gather(first, *later)) == [[n] for n in range(1, 12)]
+    assert pipelines == [1, 10]
+
+
+async def test_a_failing_command_fails_its_caller_only(client: Redis) -> None:
+    ok, broken = keys(2)
+    await client.set(broken, "not a number")
+    batcher = redis_batch.batcher(client)
+
+    def bad_caller(pipe: Pipeline) -> None:
+        raise ValueError("a bug in the caller")
+
+    results = await asyncio.gather(
+        batcher.execute(lambda pipe: pipe.incr(ok)),
+        batcher.execute(lambda pipe: (pipe.incr(ok), pipe.incr(broken))),
+        batcher.execute(bad_caller),
+        batcher.execute(lambda pipe: pipe.incr(ok)),
+        return_exceptions=True,
+    )
+
+    assert results[0] == [1]
+    assert isinstance(results[1], ResponseError)
+    assert isinstance(results[2], ValueError)
+    assert results[3] == [3]  # the failing caller's first command ran, in order
+    assert await client.get(broken) == b"not a number"
+
+
+async def test_a_caller_cancelled_before_its_batch_leaves_sends_nothing(client: Redis) -> None:
+    kept, dropped = keys(2)
+    batcher = redis_batch.batcher(client)
+    sent = asyncio.ensure_future(batcher.execute(lambda pipe: pipe.incr(kept)))
+    cancelled = asyncio.ensure_future(batcher.execute(lambda pipe: pipe.incr(dropped)))
+    await asyncio.sleep(0)  # both queued, the batch not sent yet
+    cancelled.cancel()
+
+    assert await sent == [1]
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert await client.exists(dropped) == 0
+
+
+async def test_a_batch_that_cannot_reach_redis_fails_every_caller_and_the_next_one_goes() -> None:
+    unreachable = Redis(port=free_port(), socket_connect_timeout=1, retry=None)
+    batcher = redis_batch.batcher(unreachable)
+    results = await asyncio.gather(
+        *(batcher.execute(lambda pipe: pipe.ping()) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(result, RedisConnectionError) for result in results)
+    with pytest.raises(RedisConnectionError):  # not stuck: a later caller is sent, and told
+        await batcher.execute(lambda pipe: pipe.ping())
+    await unreachable.aclose()
