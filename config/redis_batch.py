@@ -10,11 +10,11 @@ besides their sockets) and a send could wait out a bounded pool (docs/benchmarks
 A ``Batcher`` sends the commands queued while its previous batch was on the wire as the next
 batch: one pipeline (``transaction=False``: no ``MULTI``, commands of different callers are not
 atomic together; a caller's own commands run in order, back to back) on one connection at a
-time, whatever the number of callers. An idle loop sends a lone command at once (one loop turn
-later); a busy one sends fewer, larger pipelines. Each caller gets its own commands' results, or
-the first error among them, or the error that failed the whole batch (a lost connection is
-retried by the client's ``retry`` first, as redis-py retries any command). A caller cancelled
-before its batch leaves sends nothing; after, its commands still run.
+time, whatever the number of callers. With nothing on the wire a caller sends its commands at
+once, from its own task; a busy loop sends fewer, larger pipelines. Each caller gets its own
+commands' results, or the first error among them, or the error that failed the whole batch (a
+lost connection is retried by the client's ``retry`` first, as redis-py retries any command).
+A caller cancelled before its batch leaves sends nothing; after, its commands still run.
 
 ``batcher(client)`` is the client's batcher (one per client, so per connection pool): the
 channel layer's clients (``layer.connection(shard)``, one per event loop) and the send counters'
@@ -41,37 +41,56 @@ class Batcher:
         # keep both forever.
         self._client = weakref.ref(client)
         self._queued: list[tuple[Commands, asyncio.Future[list[Any]]]] = []
-        self._sending: asyncio.Task[None] | None = None
+        self._busy = False  # a batch is on the wire
+        self._sender: asyncio.Task[None] | None = None
 
     async def execute(self, commands: Commands) -> list[Any]:
-        """Run the commands ``commands`` adds to a pipeline in the next batch; their results."""
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._queued.append((commands, future))
-        if self._sending is None:
-            self._sending = asyncio.create_task(self._send(), name="redis-batch")
-        return await future
+        """Run the commands ``commands`` adds to a pipeline in the next batch; their results.
 
-    async def _send(self) -> None:
-        batch: list[tuple[Commands, asyncio.Future[list[Any]]]] = []
+        With nothing on the wire the caller sends its own commands at once, from its own task
+        (no hop through another); whatever is queued meanwhile goes next, sent by a task."""
+        if self._busy:
+            future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+            self._queued.append((commands, future))
+            return await future
+        self._busy = True
         try:
-            while self._queued:
-                batch, self._queued = self._queued, []
-                await self._send_one(batch)
+            pipe = self._pipeline()
+            commands(pipe)
+            return _own(await pipe.execute(raise_on_error=False))
         finally:
-            # Cancelled (the loop is closing): nobody waits for an answer that will not come.
-            for _, future in batch + self._queued:
-                future.cancel()
-            self._queued = []
-            self._sending = None
+            self._next()
 
-    async def _send_one(self, batch: list[tuple[Commands, asyncio.Future[list[Any]]]]) -> None:
+    def _next(self) -> None:
+        if self._queued:
+            self._sender = asyncio.create_task(self._send(), name="redis-batch")
+        else:
+            self._busy, self._sender = False, None
+
+    def _pipeline(self) -> Pipeline:
         client = self._client()
         if client is None:  # closed and collected while commands were queued
+            raise RuntimeError("the Redis client was closed")
+        return client.pipeline(transaction=False)
+
+    async def _send(self) -> None:
+        batch, self._queued = self._queued, []
+        try:
+            await self._send_one(batch)
+        finally:
+            # Cancelled (the loop is closing): nobody waits for an answer that will not come.
+            for _, future in batch:
+                future.cancel()
+            self._next()
+
+    async def _send_one(self, batch: list[tuple[Commands, asyncio.Future[list[Any]]]]) -> None:
+        try:
+            pipe = self._pipeline()
+        except RuntimeError as error:
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(RuntimeError("the Redis client was closed"))
+                    future.set_exception(error)
             return
-        pipe = client.pipeline(transaction=False)
         spans: list[tuple[asyncio.Future[list[Any]], int, int]] = []
         for commands, future in batch:
             if future.done():
@@ -94,14 +113,19 @@ class Batcher:
                     future.set_exception(error)
             return
         for future, start, end in spans:
-            if future.done():
-                continue
-            mine = results[start:end]
-            failed = next((result for result in mine if isinstance(result, Exception)), None)
-            if failed is None:
-                future.set_result(mine)
-            else:
-                future.set_exception(failed)
+            if not future.done():
+                try:
+                    future.set_result(_own(results[start:end]))
+                except Exception as error:
+                    future.set_exception(error)
+
+
+def _own(results: list[Any]) -> list[Any]:
+    """A caller's results, or the first error among them raised."""
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
 
 
 _batchers: weakref.WeakKeyDictionary[Redis, Batcher] = weakref.WeakKeyDictionary()
