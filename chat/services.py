@@ -34,6 +34,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from accounts import key_cache
 from accounts.models import User
+from accounts.services import NotConnected, api_key_for
 from chat import protocol
 from chat.models import Conversation, Message
 from chat.protocol import ChatError
@@ -653,7 +654,65 @@ def answer_finish(
     written = Message.objects.filter(pk=message_id, writer=writer).update(
         **{name: getattr(message, name) for name in _END_FIELDS}
     )
+    if written and spent is None and message.generation_id:
+        # Cut short (stopped, dropped), the stream never said what it cost: ask OpenRouter.
+        transaction.on_commit(lambda: _usage_fill_later(message_id))
     return message if written else None
+
+
+# OpenRouter records a generation's usage a moment after it ends (a stopped one: once the
+# provider noticed): the first look is after this many seconds, then ``chat.tasks`` backs off.
+USAGE_FILL_AFTER = 2.0
+
+
+def _usage_fill_later(message_id: int) -> None:
+    from chat.tasks import answer_usage_fill  # chat.tasks imports this module
+
+    try:
+        answer_usage_fill.apply_async((message_id,), countdown=USAGE_FILL_AFTER)
+    except Exception:  # the broker is down: the answer is stored, only its figures are missing
+        logger.warning("could not queue the usage of message %s", message_id, exc_info=True)
+
+
+def answer_usage_fill(*, message_id: int) -> bool:
+    """An answer cut short without its usage (stopped, dropped) gets its tokens and cost from
+    OpenRouter's record of the generation (``GET /generation``: what was billed, i.e. what was
+    produced before the stop). ``False`` while OpenRouter has no final record yet: ask again
+    later. ``True`` once filled, or when there is nothing to fill (the answer or the key gone,
+    figures already there)."""
+    found = (
+        Message.objects.filter(pk=message_id, completion_tokens__isnull=True)
+        .exclude(generation_id="")
+        .exclude(state=Message.State.STREAMING)
+        .values_list("generation_id", "conversation__user_id")
+        .first()
+    )
+    if found is None:
+        return True
+    generation_id, user_id = found
+    try:
+        key = api_key_for(user=user_id)
+    except NotConnected:
+        return True
+    try:
+        stats = openrouter.generation_stats(key, generation_id)
+    except OpenRouterError as error:
+        if error.status == 404 or error.retryable:
+            return False  # not recorded yet, or OpenRouter busy for a moment
+        logger.warning("no usage for message %s: %s", message_id, error.detail or error.message)
+        return True
+    if stats.get("generation_time") is None:
+        return False  # still being generated, as far as OpenRouter knows
+    tokens = {
+        "prompt_tokens": stats.get("native_tokens_prompt", stats.get("tokens_prompt")),
+        "completion_tokens": stats.get("native_tokens_completion", stats.get("tokens_completion")),
+    }
+    if not all(isinstance(count, int) for count in tokens.values()):
+        return True  # a record without counts: nothing to fill in
+    Message.objects.filter(pk=message_id, completion_tokens__isnull=True).update(
+        **tokens, cost=_decimal(stats.get("total_cost"))
+    )
+    return True
 
 
 def _decimal(value: float | None) -> Decimal | None:
@@ -741,6 +800,17 @@ def models_catalogue() -> Catalogue:
     elif time.time() - cached["fetched_at"] > CATALOGUE_FRESH_FOR:
         _refresh_in_background()
     return Catalogue(models=cached["models"], fetched_at=cached["fetched_at"], refreshing=False)
+
+
+def chat_model_offered(model: str) -> bool:
+    """Whether OpenRouter lists ``model`` as a chat model (a variant such as ``…:nitro`` counts
+    as its base model). ``True`` while the list is not at hand: a moment without it refuses
+    nothing, and OpenRouter judges the id when it is used."""
+    models = models_catalogue().models
+    if not models:
+        return True
+    ids = {entry["id"] for entry in models}
+    return model in ids or model.split(":", 1)[0] in ids
 
 
 def models_catalogue_refresh() -> int:

@@ -51,7 +51,7 @@ from chat.models import Message
 from chat.services import Checkpoint, Outcome, Spent, Started
 from config.async_db import database_sync_to_async
 from openrouter.client import stream_chat
-from openrouter.streaming import Failed, Finished, Interrupted, TextDelta, Usage
+from openrouter.streaming import Failed, Finished, Interrupted, Served, TextDelta, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ class Relay:
         self.saved_at = self.started_at = time.monotonic()
         self.ttft_ms: int | None = None
         self.spent: Spent | None = None
+        self.served: dict[str, str] = {}  # model and generation id, once the stream names them
         self.stop_requested = False
         self.finished = False
         self.lock = asyncio.Lock()  # one group send at a time, in order; none after the end
@@ -163,6 +164,11 @@ class Relay:
                         await self._on_text(event.text)
                     elif isinstance(event, Usage):
                         self.spent = Spent(event.prompt_tokens, event.completion_tokens, event.cost)
+                    elif isinstance(event, Served):
+                        self.served = {
+                            "model": event.model or "",
+                            "generation_id": event.generation_id or "",
+                        }
                     else:
                         outcome = outcome_of(event)
                         break
@@ -172,16 +178,16 @@ class Relay:
             if not self.attached.is_set():
                 raise  # abandoned (or shut down) before the answer existed: nothing to store
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            outcome = stopped() if self.stop_requested else shut_down()
+            outcome = stopped(**self.served) if self.stop_requested else shut_down(**self.served)
         except Exception:
             logger.exception("relay for message %s failed", self.message_id)
-            outcome = relay_failed()
+            outcome = relay_failed(**self.served)
         try:
             if not self.attached.is_set():
                 # It ended before its answer existed: stored once it does (``abandon`` cancels
                 # this wait when the answer never will).
                 await self.attached.wait()
-            await self._finish(outcome or dropped("ended without a final event"))
+            await self._finish(outcome or dropped("ended without a final event", **self.served))
         except Exception:
             logger.exception("could not store the end of message %s", self.message_id)
         finally:
@@ -501,21 +507,23 @@ def dropped(reason: str, **served: str) -> Outcome:
     )
 
 
-def stopped() -> Outcome:
-    return Outcome(Message.State.STOPPED)
+def stopped(**served: str) -> Outcome:
+    return Outcome(Message.State.STOPPED, **served)
 
 
-def shut_down() -> Outcome:
+def shut_down(**served: str) -> Outcome:
     return Outcome(
         Message.State.INTERRUPTED,
         error_code="shutdown",
         error_message="The answer was cut off: the server restarted. The text so far is kept.",
+        **served,
     )
 
 
-def relay_failed() -> Outcome:
+def relay_failed(**served: str) -> Outcome:
     return Outcome(
         Message.State.ERROR,
         error_code="internal",
         error_message="Something went wrong on our side while relaying this answer. Try again.",
+        **served,
     )

@@ -41,6 +41,15 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Served:
+    """Who answers: the model and the generation id, as soon as the stream names them (once,
+    before its first text), so that a stream cut short still knows what to ask usage of."""
+
+    model: str | None
+    generation_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     reason: str | None
     model: str | None
@@ -61,7 +70,7 @@ class Interrupted:
     generation_id: str | None = None
 
 
-StreamEvent = TextDelta | Usage | Finished | Failed | Interrupted
+StreamEvent = TextDelta | Usage | Served | Finished | Failed | Interrupted
 TERMINAL = (Finished, Failed, Interrupted)
 
 
@@ -188,6 +197,7 @@ async def parse_stream(
     """
     model: str | None = None
     finish_reason: str | None = None
+    served = False
     decoder = SSEDecoder()
     try:
         async for piece in chunks:
@@ -209,6 +219,9 @@ async def parse_stream(
                     continue
                 model = chunk.get("model") or model
                 generation_id = chunk.get("id") or generation_id
+                if not served:
+                    served = True
+                    yield Served(model, generation_id)
                 if isinstance(chunk.get("error"), dict):
                     yield Failed(chunk_error(chunk["error"]), model, generation_id)
                     return

@@ -333,3 +333,20 @@ def test_prices_are_shown_per_million_tokens(pricing: dict[str, str], expected: 
     entry = services.picker_entry({"id": "a/b", "name": "A B", "pricing": pricing})
     assert entry is not None
     assert (entry["prompt_per_m"], entry["completion_per_m"], entry["free"]) == expected
+
+
+def test_usage_is_asked_again_while_openrouter_has_no_record_and_never_overwritten(
+    connected_user: User,
+) -> None:
+    conversation = make_conversation(connected_user)
+    stopped = add_message(conversation, Message.Role.ASSISTANT, "Once", state=Message.State.STOPPED)
+    stopped.generation_id = "gen-not-recorded-yet"
+    stopped.save()
+    assert services.answer_usage_fill(message_id=stopped.pk) is False  # 404: ask again later
+
+    stopped.completion_tokens = 3
+    stopped.save()
+    assert services.answer_usage_fill(message_id=stopped.pk) is True  # figures there: done
+    stopped.refresh_from_db()
+    assert stopped.completion_tokens == 3
+    assert services.answer_usage_fill(message_id=stopped.pk + 1000) is True  # gone: done

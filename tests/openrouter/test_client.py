@@ -13,7 +13,15 @@ from django.test import override_settings
 from openrouter import client
 from openrouter.errors import OpenRouterError
 from openrouter.pkce import make_verifier, s256_challenge
-from openrouter.streaming import Failed, Finished, Interrupted, StreamEvent, TextDelta, Usage
+from openrouter.streaming import (
+    Failed,
+    Finished,
+    Interrupted,
+    Served,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
 from tests import services
 from tests.openrouter.conftest import authorized_code
 
@@ -132,6 +140,7 @@ async def test_a_streamed_reply_reassembles_exactly_to_the_non_streamed_one(api_
     assert final.reason == "stop"
     assert final.model == "openai/gpt-4o"
     assert final.generation_id and final.generation_id.startswith("gen-")
+    assert events[0] == Served("openai/gpt-4o", final.generation_id)  # known before any text
 
 
 async def test_without_a_model_the_account_default_serves_and_is_named(api_key: str) -> None:

@@ -11,6 +11,7 @@ from openrouter.streaming import (
     Failed,
     Finished,
     Interrupted,
+    Served,
     ServerSentEvent,
     SSEDecoder,
     StreamEvent,
@@ -46,6 +47,7 @@ async def read(chunks: list[bytes]) -> list[StreamEvent]:
 
 async def test_edge_cases_parse_to_the_expected_events() -> None:
     assert await read([EDGES]) == [
+        Served("m/x", "gen-1"),  # once, from the first chunk, before any text
         TextDelta("héllo ✓ "),
         TextDelta("🚀 done"),
         Usage(prompt_tokens=3, completion_tokens=4, total_tokens=7, cost=0.00012),
@@ -96,7 +98,8 @@ async def test_an_error_chunk_fails_after_the_text_that_came_before() -> None:
         b'"metadata":{"error_type":"provider_unavailable"}},'
         b'"choices":[{"delta":{"content":""},"finish_reason":"error"}]}\n\n'
     )
-    events = await read([stream])
+    served, *events = await read([stream])
+    assert served == Served(None, "g")
     assert events[0] == TextDelta("partial")
     assert isinstance(events[1], Failed)
     assert events[1].error.status == 502
@@ -117,7 +120,7 @@ async def test_json_that_only_the_standard_library_reads_still_gives_its_text() 
         b'data: {"id":"g","choices":[{"delta":{"content":" half \\ud83d"}}]}\n\n'
         b"data: [DONE]\n\n"
     )
-    events = await read([stream])
+    _served, *events = await read([stream])
     assert events[0] == TextDelta("nan")
     assert isinstance(events[1], TextDelta) and events[1].text.startswith(" half \ufffd")
     events[1].text.encode("utf-8")  # valid Unicode: no surrogate left
