@@ -1,14 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 
+from config import views
 from config.health import healthz
 
 admin.site.site_header = "Switchboard admin"
 admin.site.site_title = "Switchboard admin"
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="chat:index"), name="home"),
+    path("", views.home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
