@@ -43,6 +43,18 @@ class ConversationSettingsForm(ConversationOptionsForm):
     class Meta(ConversationOptionsForm.Meta):
         fields = ["title", "model", "system_prompt", "temperature", "max_tokens"]
 
+    def clean_model(self) -> str:
+        from chat import services  # which imports chat.protocol, which imports this module
+
+        model: str = self.cleaned_data["model"]
+        if model and not services.chat_model_offered(model):
+            raise forms.ValidationError(
+                "OpenRouter has no chat model “%(model)s”. Pick one with the model button "
+                "under the message box, or leave this blank for your OpenRouter default.",
+                params={"model": model},
+            )
+        return model
+
 
 class RenameForm(forms.ModelForm):
     class Meta:

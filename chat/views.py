@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.http import AuthedRequest
 from accounts.models import OpenRouterKey
@@ -80,9 +80,11 @@ def conversation_rename(request: AuthedRequest, conversation_id: int) -> HttpRes
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def conversation_settings(request: AuthedRequest, conversation_id: int) -> HttpResponse:
     conversation = _own(request, conversation_id)
+    if request.method == "GET":  # a reload of settings sent back with their errors
+        return redirect("chat:conversation", conversation_id=conversation.pk)
     form = ConversationSettingsForm(request.POST, instance=conversation)
     if not form.is_valid():
         return _page(request, conversation, settings_form=form, status=400)

@@ -12,7 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
 from accounts.http import AuthedRequest
@@ -35,10 +35,12 @@ def index(request: AuthedRequest) -> HttpResponse:
     return _gallery(request, GenerationForm())
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required
 @ratelimit(key="ip", rate=per_ip_rate)
 def create(request: AuthedRequest) -> HttpResponse:
+    if request.method == "GET":  # a reload of a form sent back with its errors: the form's page
+        return redirect("generations:index")
     form = GenerationForm(request.POST)
     if not _connected(request):
         messages.error(request, "Connect your OpenRouter account first.")

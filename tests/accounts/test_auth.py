@@ -1,5 +1,8 @@
 """Sign-up, log-in, log-out and password change through allauth's real views."""
 
+import re
+from typing import Any
+
 import pytest
 from django.core import mail
 from django.test import Client
@@ -77,3 +80,25 @@ def test_password_change(client: Client) -> None:
     assert response.status_code == 302
     user.refresh_from_db()
     assert user.check_password(new)
+
+
+def test_a_password_reset_mail_names_the_site_and_its_done_page_leads_to_sign_in(
+    client: Client, settings: Any
+) -> None:
+    make_user("grace@example.com")
+    client.post("/accounts/password/reset/", {"email": "grace@example.com"})
+    (message,) = mail.outbox
+    assert message.body.startswith(f"Hello from {settings.SITE_NAME}!")
+    assert message.body.rstrip().endswith(settings.SITE_URL)
+    assert "testserver" not in message.body.split("\n\n", 1)[0]  # not the request's host
+
+    link = re.search(r"https?://\S+(/accounts/password/reset/key/\S+)", message.body)
+    assert link is not None
+    form = client.get(link[1], follow=True)
+    new = "another long passphrase 42"
+    done = client.post(
+        form.redirect_chain[-1][0], {"password1": new, "password2": new}, follow=True
+    )
+    assert "Your password is now changed." in done.content.decode()
+    assert 'href="/accounts/login/"' in done.content.decode()
+    assert client.login(email="grace@example.com", password=new)

@@ -218,6 +218,50 @@ def test_settings_out_of_range_are_refused_with_the_reason(signed_in: Client, us
     assert conversation.temperature is None and conversation.model == ""
 
 
+def test_a_model_openrouter_does_not_list_is_refused_and_a_variant_of_one_it_does_is_kept(
+    signed_in: Client, user: User
+) -> None:
+    conversation = make_conversation(user, title="Keep")
+    fields = {"title": "Keep", "model": "nonexistent/model-xyz"}
+    response = signed_in.post(f"/chat/{conversation.pk}/settings/", fields)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "OpenRouter has no chat model “nonexistent/model-xyz”" in page
+    assert '<details class="chat-settings" data-popover open>' in page  # the reason in sight
+    conversation.refresh_from_db()
+    assert conversation.model == ""
+
+    response = signed_in.post(
+        f"/chat/{conversation.pk}/settings/", {**fields, "model": "openai/gpt-4o:nitro"}
+    )
+    assert response.status_code == 302
+    conversation.refresh_from_db()
+    assert conversation.model == "openai/gpt-4o:nitro"
+
+
+def test_without_the_model_list_at_hand_any_well_formed_model_is_kept(
+    signed_in: Client, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unavailable = services.Catalogue(models=[], fetched_at=None, refreshing=True)
+    monkeypatch.setattr(services, "models_catalogue", lambda: unavailable)
+    conversation = make_conversation(user)
+    response = signed_in.post(
+        f"/chat/{conversation.pk}/settings/", {"title": "T", "model": "new/model-of-today"}
+    )
+    assert response.status_code == 302
+
+
+def test_reloading_settings_sent_back_with_errors_opens_the_conversation(
+    signed_in: Client, user: User
+) -> None:
+    conversation = make_conversation(user)
+    response = signed_in.get(f"/chat/{conversation.pk}/settings/")
+    assert response.status_code == 302
+    assert response["Location"] == f"/chat/{conversation.pk}/"
+    other = make_conversation(make_user("someone@example.com"))
+    assert signed_in.get(f"/chat/{other.pk}/settings/").status_code == 404
+
+
 def test_the_picker_remembers_the_model_per_conversation(signed_in: Client, user: User) -> None:
     conversation = make_conversation(user, model="openai/gpt-4o")
     response = signed_in.post(f"/chat/{conversation.pk}/model/", {"model": ""})

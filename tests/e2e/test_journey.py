@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 from PIL import Image
@@ -10,7 +11,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from chat.models import Message
 from generations.models import Generation
-from tests.e2e.conftest import DESKTOP, shoot
+from tests.e2e.conftest import DESKTOP, PHONE, shoot
 from tests.factories import PASSWORD
 
 
@@ -107,6 +108,42 @@ def chat_streams_progressively_with_markdown(page: Page, base: str) -> None:
     shoot(page, "chat-answer")
 
 
+def a_new_conversation_has_its_menu_and_settings_at_once(page: Page) -> None:
+    """Made live by the first send: its sidebar row gets the server's menu, the header its
+    Settings, without a reload; both pop-overs close on Escape and on a click outside."""
+    row = page.locator("#conversation-list .conversation-item.active")
+    expect(row.locator(".conversation-menu > summary")).to_be_attached()
+    expect(row.locator("time")).to_be_attached()
+    settings = page.locator(".chat-header .chat-settings")
+    settings.locator("summary").click()
+    expect(settings.locator("textarea[name=system_prompt]")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(settings).not_to_have_attribute("open", "")
+    menu = row.locator(".conversation-menu")
+    menu.locator("summary").click()
+    expect(menu.locator("input[name=title]")).to_be_visible()
+    page.click("#chat-log")
+    expect(menu).not_to_have_attribute("open", "")
+
+
+def the_phone_drawer_opens_and_closes_every_way(page: Page) -> None:
+    page.set_viewport_size(PHONE)
+    app, toggle = page.locator("#chat-app"), page.locator(".sidebar-toggle")
+    for close in ("Escape", "✕", "backdrop"):
+        toggle.click()
+        expect(app).to_have_class(re.compile(r"\bsidebar-open\b"))
+        expect(page.locator("#conversation-search")).to_be_in_viewport()
+        if close == "Escape":
+            page.keyboard.press("Escape")
+        elif close == "✕":
+            page.click(".sidebar-close")
+        else:
+            page.mouse.click(PHONE["width"] - 20, PHONE["height"] // 2)  # beside the drawer
+        expect(app).not_to_have_class(re.compile(r"\bsidebar-open\b"))
+        expect(toggle).to_have_attribute("aria-expanded", "false")
+    page.set_viewport_size(DESKTOP)
+
+
 def stop_keeps_the_partial_answer(page: Page) -> None:
     answer = send(page, "Tell me a long story about a lighthouse")
     expect(answer.locator(".message-body")).not_to_be_empty()
@@ -159,13 +196,22 @@ def html_in_a_reply_does_not_run(page: Page) -> None:
 
 def test_a_new_users_whole_journey(page: Page, browser: Browser, stack: str) -> None:
     sign_up(page, stack, "journey@example.com")
+    waiting = page.context.new_page()  # a chat tab opened before the key is connected
+    waiting.goto(f"{stack}/chat/")
+    expect(waiting.locator("#composer-text")).to_be_disabled()
     connect_openrouter(page, stack)
+    # Back to that tab (headless Chromium keeps every page visible: the event is the signal).
+    waiting.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    expect(waiting.locator("#composer-text")).to_be_enabled()
+    waiting.close()
     page.goto(f"{stack}/account/")
     expect(page.locator("#credits")).to_have_attribute("data-loaded", "1")
     expect(page.locator("[data-field=limit_remaining]")).to_have_text("$10.00")
     shoot(page, "account-connected")
 
     chat_streams_progressively_with_markdown(page, stack)
+    a_new_conversation_has_its_menu_and_settings_at_once(page)
+    the_phone_drawer_opens_and_closes_every_way(page)
     stop_keeps_the_partial_answer(page)
     an_error_model_shows_its_sentence(page)
     a_reload_mid_answer_continues(page)

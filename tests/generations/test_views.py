@@ -65,6 +65,14 @@ def test_invalid_input_is_refused_with_a_clear_message(
     assert not Generation.objects.exists()
 
 
+def test_reloading_a_form_sent_back_with_errors_opens_the_gallery(
+    connected_client: Client,
+) -> None:
+    assert create(connected_client, prompt="").status_code == 400  # shown at /generations/new/
+    response = connected_client.get(reverse("generations:create"))
+    assert response.status_code == 302 and response["Location"] == reverse("generations:index")
+
+
 def test_a_blank_model_means_the_default(connected_client: Client) -> None:
     create(connected_client, model="")
     assert Generation.objects.get().model == "openai/shap-e"

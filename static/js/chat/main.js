@@ -131,12 +131,12 @@ function start(app) {
       if (entry.role !== "assistant" || entry.state === "streaming") continue;
       const actions = document.createElement("div");
       actions.className = "msg-actions";
-      actions.append(actionButton("copy", "Copy"));
+      if (entry.source) actions.append(actionButton("copy", "Copy")); // not for an empty error
       if (entry === last && !streaming) {
         const failed = entry.state === "error" || entry.state === "interrupted";
         actions.append(actionButton(failed ? "retry" : "regenerate", failed ? "Retry" : "Regenerate"));
       }
-      entry.el.append(actions);
+      if (actions.childElementCount) entry.el.append(actions);
     }
   }
 
@@ -224,6 +224,27 @@ function start(app) {
     document.title = document.title.replace(/^[^·]*/, `${conversation.title} `);
     document.querySelector(".composer-options")?.remove();
     addToSidebar(conversation, url);
+    adoptServerParts(conversation.id, url);
+  }
+
+  // The row added above has no menu yet, and the header no Settings: take both from the
+  // conversation's page, as the server renders them on a reload (its forms, its token).
+  async function adoptServerParts(id, url) {
+    let page;
+    try {
+      const response = await fetch(url, { headers: { Accept: "text/html" } });
+      if (!response.ok) return;
+      page = new DOMParser().parseFromString(await response.text(), "text/html");
+    } catch {
+      return; // offline for a moment: a reload brings them
+    }
+    const selector = `#conversation-list [data-conversation-id="${id}"]`;
+    const row = page.querySelector(selector);
+    if (row) document.querySelector(selector)?.replaceWith(document.adoptNode(row));
+    const settings = page.querySelector(".chat-settings");
+    if (settings && state.conversation === id && !document.querySelector(".chat-settings")) {
+      document.querySelector(".chat-header").append(document.adoptNode(settings));
+    }
   }
 
   function addToSidebar(conversation, url) {
@@ -371,15 +392,58 @@ function start(app) {
   const search = document.getElementById("conversation-search");
   search?.addEventListener("input", () => {
     const words = search.value.trim().toLowerCase();
+    let shown = 0;
     for (const item of document.querySelectorAll("#conversation-list [data-title]")) {
       item.hidden = Boolean(words) && !item.dataset.title.includes(words);
+      if (!item.hidden) shown += 1;
     }
+    // Said as the server says it after Enter (chat/_sidebar.html), not an empty list.
+    let none = document.getElementById("conversation-none-live");
+    if (!none) {
+      none = document.createElement("li");
+      none.id = "conversation-none-live";
+      none.className = "muted small conversation-none";
+      document.getElementById("conversation-list").append(none);
+    }
+    for (const other of document.querySelectorAll(".conversation-none:not(#conversation-none-live)")) {
+      other.hidden = Boolean(words);
+    }
+    none.hidden = shown > 0 || !words;
+    none.textContent = `No conversation titled like “${search.value.trim()}”.`;
   });
+  // At phone width the list is a drawer: ☰ opens it; ✕, Escape or a tap beside it closes it.
   const toggle = document.querySelector(".sidebar-toggle");
-  toggle?.addEventListener("click", () => {
-    const open = app.classList.toggle("sidebar-open");
-    toggle.setAttribute("aria-expanded", String(open));
+  const sidebar = document.getElementById("chat-sidebar");
+  function showSidebar(open) {
+    app.classList.toggle("sidebar-open", open);
+    toggle?.setAttribute("aria-expanded", String(open));
+    if (open) sidebar.querySelector(".sidebar-close")?.focus();
+    else if (sidebar.contains(document.activeElement)) toggle?.focus();
+  }
+  toggle?.addEventListener("click", () => showSidebar(!app.classList.contains("sidebar-open")));
+  sidebar.querySelector(".sidebar-close")?.addEventListener("click", () => showSidebar(false));
+  app.addEventListener("click", (event) => {
+    // The dimmed backdrop is the app's own ::after: a click on it targets the app itself.
+    if (event.target === app && app.classList.contains("sidebar-open")) showSidebar(false);
   });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && app.classList.contains("sidebar-open")) showSidebar(false);
+  });
+
+  // A page shown without a connected key (composer off) checks again whenever the tab comes
+  // back into view: connected meanwhile (in another tab, say), it reloads, ready to chat. The
+  // key's figures answer 404 exactly while there is no key (accounts.views.credits).
+  if (!connected) {
+    document.addEventListener("visibilitychange", async () => {
+      if (document.visibilityState !== "visible") return;
+      try {
+        const response = await fetch(app.dataset.creditsUrl);
+        if (response.status !== 404) location.reload();
+      } catch {
+        // offline: the next look at the tab asks again
+      }
+    });
+  }
 
   // --- go -----------------------------------------------------------------------------------
 
