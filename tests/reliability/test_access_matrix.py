@@ -94,7 +94,7 @@ POST_ONLY = {
 POST_DATA = {
     "accounts:paste_key": {"key": "sk-or-v1-" + "0" * 40},
     "chat:rename": {"title": "Renamed by someone"},
-    "chat:settings": {"title": "Taken over", "model": "evil/model"},
+    "chat:settings": {"title": "Taken over", "model": "openai/gpt-4o"},  # a model it lists
     "chat:model": {"model": "evil/model"},
     "generations:create": {
         "prompt": "a chair",
