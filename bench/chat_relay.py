@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -56,7 +57,9 @@ TARGETS = ("direct", "litellm", "switchboard")
 def litellm_ensure() -> Path:
     """The bench-only venv with LiteLLM's proxy, created from the pinned requirements if missing."""
     binary = LITELLM_VENV / "bin" / "litellm"
-    stamp = LITELLM_VENV / f".installed-{LITELLM_REQUIREMENTS.stat().st_mtime_ns}"
+    # By content, not modification time: a fresh clone or a checkout touches the file.
+    pinned = hashlib.sha256(LITELLM_REQUIREMENTS.read_bytes()).hexdigest()[:16]
+    stamp = LITELLM_VENV / f".installed-{pinned}"
     if binary.exists() and stamp.exists():
         return binary
     say(f"Creating {LITELLM_VENV.relative_to(ROOT)} (LiteLLM proxy; once, a few minutes)…")

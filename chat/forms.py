@@ -47,7 +47,9 @@ class ConversationSettingsForm(ConversationOptionsForm):
         from chat import services  # which imports chat.protocol, which imports this module
 
         model: str = self.cleaned_data["model"]
-        if model and not services.chat_model_offered(model):
+        # Only a model being picked here: a conversation whose model OpenRouter has dropped
+        # since keeps its other settings editable.
+        if model and "model" in self.changed_data and not services.chat_model_offered(model):
             raise forms.ValidationError(
                 "OpenRouter has no chat model “%(model)s”. Pick one with the model button "
                 "under the message box, or leave this blank for your OpenRouter default.",

@@ -94,6 +94,12 @@ class Message(models.Model):
                 name="chat_msg_streaming_heartbeat",
                 condition=models.Q(state="streaming"),
             ),
+            # Answers that ended without their usage, for chat.services.usage_missing.
+            models.Index(
+                fields=["updated_at"],
+                name="chat_msg_usage_missing",
+                condition=models.Q(completion_tokens__isnull=True) & ~models.Q(generation_id=""),
+            ),
         ]
 
     def __str__(self) -> str:

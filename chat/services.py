@@ -654,65 +654,84 @@ def answer_finish(
     written = Message.objects.filter(pk=message_id, writer=writer).update(
         **{name: getattr(message, name) for name in _END_FIELDS}
     )
-    if written and spent is None and message.generation_id:
-        # Cut short (stopped, dropped), the stream never said what it cost: ask OpenRouter.
-        transaction.on_commit(lambda: _usage_fill_later(message_id))
     return message if written else None
 
 
-# OpenRouter records a generation's usage a moment after it ends (a stopped one: once the
-# provider noticed): the first look is after this many seconds, then ``chat.tasks`` backs off.
-USAGE_FILL_AFTER = 2.0
+# --- the usage of answers cut short -----------------------------------------------------------
+
+# A stopped or dropped stream never sends its usage chunk; OpenRouter still records what the
+# generation was billed (GET /generation), a moment after it ends (a stopped one: once the
+# provider noticed). A periodic task (``chat.tasks.fill_missing_usage``) looks for such answers
+# in the database, which is the queue: nothing is published from the relay's shared database
+# thread, and nothing is lost while the broker or the workers are down.
+USAGE_LOOK_AFTER = timedelta(seconds=2)  # not before: OpenRouter has no final record yet
+USAGE_LOOK_FOR = timedelta(minutes=10)  # then it is given up (and looked up no more)
+USAGE_PER_RUN = 50  # requests to OpenRouter per run at most
 
 
-def _usage_fill_later(message_id: int) -> None:
-    from chat.tasks import answer_usage_fill  # chat.tasks imports this module
-
-    try:
-        answer_usage_fill.apply_async((message_id,), countdown=USAGE_FILL_AFTER)
-    except Exception:  # the broker is down: the answer is stored, only its figures are missing
-        logger.warning("could not queue the usage of message %s", message_id, exc_info=True)
-
-
-def answer_usage_fill(*, message_id: int) -> bool:
-    """An answer cut short without its usage (stopped, dropped) gets its tokens and cost from
-    OpenRouter's record of the generation (``GET /generation``: what was billed, i.e. what was
-    produced before the stop). ``False`` while OpenRouter has no final record yet: ask again
-    later. ``True`` once filled, or when there is nothing to fill (the answer or the key gone,
-    figures already there)."""
-    found = (
-        Message.objects.filter(pk=message_id, completion_tokens__isnull=True)
+def usage_missing(*, now: Any = None) -> QuerySet[Message]:
+    """Answers that ended without their usage (stopped, dropped, failed mid-stream), recently
+    enough to look it up: what ``usage_fill`` works through, oldest first."""
+    now = now or timezone.now()
+    return (
+        Message.objects.filter(
+            completion_tokens__isnull=True,
+            updated_at__gt=now - USAGE_LOOK_FOR,
+            updated_at__lte=now - USAGE_LOOK_AFTER,
+        )
         .exclude(generation_id="")
         .exclude(state=Message.State.STREAMING)
-        .values_list("generation_id", "conversation__user_id")
-        .first()
+        .order_by("updated_at")
     )
-    if found is None:
-        return True
-    generation_id, user_id = found
-    try:
-        key = api_key_for(user=user_id)
-    except NotConnected:
-        return True
-    try:
-        stats = openrouter.generation_stats(key, generation_id)
-    except OpenRouterError as error:
-        if error.status == 404 or error.retryable:
-            return False  # not recorded yet, or OpenRouter busy for a moment
-        logger.warning("no usage for message %s: %s", message_id, error.detail or error.message)
-        return True
-    if stats.get("generation_time") is None:
-        return False  # still being generated, as far as OpenRouter knows
-    tokens = {
-        "prompt_tokens": stats.get("native_tokens_prompt", stats.get("tokens_prompt")),
-        "completion_tokens": stats.get("native_tokens_completion", stats.get("tokens_completion")),
-    }
-    if not all(isinstance(count, int) for count in tokens.values()):
-        return True  # a record without counts: nothing to fill in
-    Message.objects.filter(pk=message_id, completion_tokens__isnull=True).update(
-        **tokens, cost=_decimal(stats.get("total_cost"))
-    )
-    return True
+
+
+def usage_fill(*, now: Any = None) -> int:
+    """Ask OpenRouter what each answer in ``usage_missing`` was billed and store its tokens and
+    cost; the number filled. An answer OpenRouter has no final record of yet is asked about
+    again at the next run; one whose user's key is gone, or that OpenRouter will not describe,
+    ages out of the window."""
+    found = usage_missing(now=now).values_list("pk", "generation_id", "conversation__user_id")
+    keys: dict[int, str | None] = {}
+    filled = 0
+    for message_id, generation_id, user_id in found[:USAGE_PER_RUN]:
+        if user_id not in keys:
+            try:
+                keys[user_id] = api_key_for(user=user_id)
+            except NotConnected:
+                keys[user_id] = None
+        key = keys[user_id]
+        if key is None:
+            continue
+        try:
+            record = openrouter.generation_stats(key, generation_id)
+        except OpenRouterError as error:
+            if error.status != 404:  # 404: not recorded yet
+                logger.info("no usage for message %s yet: %s", message_id, error.message)
+            continue
+        spent = _billed(record)
+        if spent is not None:
+            filled += Message.objects.filter(pk=message_id, completion_tokens__isnull=True).update(
+                prompt_tokens=spent.prompt_tokens,
+                completion_tokens=spent.completion_tokens,
+                cost=_decimal(spent.cost),
+            )
+    return filled
+
+
+def _billed(record: dict[str, Any]) -> Spent | None:
+    """A ``GET /generation`` record as tokens and cost, once final (``None`` before)."""
+    if record.get("generation_time") is None:
+        return None  # still being generated, as far as OpenRouter knows
+
+    def count(*names: str) -> int | None:  # the provider's own count, else OpenRouter's
+        return next((record[name] for name in names if isinstance(record.get(name), int)), None)
+
+    prompt = count("native_tokens_prompt", "tokens_prompt")
+    completion = count("native_tokens_completion", "tokens_completion")
+    if prompt is None or completion is None:
+        return None
+    cost = record.get("total_cost")
+    return Spent(prompt, completion, cost if isinstance(cost, int | float) else None)
 
 
 def _decimal(value: float | None) -> Decimal | None:

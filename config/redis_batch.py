@@ -15,6 +15,9 @@ once, from its own task; a busy loop sends fewer, larger pipelines. Each caller 
 commands' results, or the first error among them, or the error that failed the whole batch (a
 lost connection is retried by the client's ``retry`` first, as redis-py retries any command).
 A caller cancelled before its batch leaves sends nothing; after, its commands still run.
+As with any redis-py command, a connection lost after Redis ran a batch and retried on a new
+one runs it twice: for the send counters, an over-count of one minute's sends, never an
+under-count.
 
 ``batcher(client)`` is the client's batcher (one per client, so per connection pool): the
 channel layer's clients (``layer.connection(shard)``, one per event loop) and the send counters'
@@ -30,9 +33,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 # Adds a caller's commands to the batch's pipeline (their results come back in that order).
 Commands = Callable[[Pipeline], object]
+
+
+Waiter = tuple[Commands, "asyncio.Future[list[Any]]"]
 
 
 class Batcher:
@@ -40,9 +47,8 @@ class Batcher:
         # Weakly: ``batcher()`` keys its batchers by client, and a value holding its key would
         # keep both forever.
         self._client = weakref.ref(client)
-        self._queued: list[tuple[Commands, asyncio.Future[list[Any]]]] = []
+        self._queued: list[Waiter] = []
         self._busy = False  # a batch is on the wire
-        self._sender: asyncio.Task[None] | None = None
 
     async def execute(self, commands: Commands) -> list[Any]:
         """Run the commands ``commands`` adds to a pipeline in the next batch; their results.
@@ -57,75 +63,85 @@ class Batcher:
         try:
             pipe = self._pipeline()
             commands(pipe)
-            return _own(await pipe.execute(raise_on_error=False))
+            return _results_or_first_error(await pipe.execute(raise_on_error=False))
         finally:
-            self._next()
+            self._send_queued()
 
-    def _next(self) -> None:
-        if self._queued:
-            self._sender = asyncio.create_task(self._send(), name="redis-batch")
-        else:
-            self._busy, self._sender = False, None
+    def _send_queued(self) -> None:
+        """Send what is queued, in a task; or, with nothing queued, be idle."""
+        if not self._queued:
+            self._busy = False
+            return
+        batch, self._queued = self._queued, []
+        sending = asyncio.create_task(self._send(batch), name="redis-batch")
+        # A callback, not a ``finally`` in ``_send``: it runs even for a task cancelled before
+        # its first step (the loop closing), which would otherwise leave the batcher busy for
+        # ever and its callers waiting.
+        sending.add_done_callback(lambda task: self._sent(task, batch))
+
+    def _sent(self, task: asyncio.Task[None], batch: list[Waiter]) -> None:
+        if not task.cancelled():
+            self._send_queued()
+            return
+        # The loop is closing: tell every caller left (an error of their own, not a
+        # cancellation: their tasks were not cancelled), and send nothing more.
+        waiting, self._queued, self._busy = batch + self._queued, [], False
+        for _, future in waiting:
+            if not future.done():
+                future.set_exception(RedisConnectionError("the Redis batch was cancelled"))
 
     def _pipeline(self) -> Pipeline:
         client = self._client()
         if client is None:  # closed and collected while commands were queued
-            raise RuntimeError("the Redis client was closed")
+            raise RedisConnectionError("the Redis client was closed")
         return client.pipeline(transaction=False)
 
-    async def _send(self) -> None:
-        batch, self._queued = self._queued, []
-        try:
-            await self._send_one(batch)
-        finally:
-            # Cancelled (the loop is closing): nobody waits for an answer that will not come.
-            for _, future in batch:
-                future.cancel()
-            self._next()
-
-    async def _send_one(self, batch: list[tuple[Commands, asyncio.Future[list[Any]]]]) -> None:
+    async def _send(self, batch: list[Waiter]) -> None:
+        spans: list[tuple[asyncio.Future[list[Any]], int, int]] = []
         try:
             pipe = self._pipeline()
-        except RuntimeError as error:
-            for _, future in batch:
-                if not future.done():
+            for commands, future in batch:
+                if future.done():
+                    continue  # its caller was cancelled before the batch left: nothing to send
+                start = len(pipe.command_stack)
+                try:
+                    commands(pipe)
+                except Exception as error:  # a caller's bug is its own, not the batch's
+                    del pipe.command_stack[start:]
                     future.set_exception(error)
-            return
-        spans: list[tuple[asyncio.Future[list[Any]], int, int]] = []
-        for commands, future in batch:
-            if future.done():
-                continue  # its caller was cancelled before the batch left: nothing to send
-            start = len(pipe.command_stack)
-            try:
-                commands(pipe)
-            except Exception as error:  # a caller's bug is its own, not the batch's
-                del pipe.command_stack[start:]
-                future.set_exception(error)
-                continue
-            spans.append((future, start, len(pipe.command_stack)))
-        if not spans:
-            return
-        try:
-            results = await pipe.execute(raise_on_error=False)
+                    continue
+                spans.append((future, start, len(pipe.command_stack)))
+            results = await pipe.execute(raise_on_error=False) if spans else []
         except Exception as error:
             for future, _, _ in spans:
                 if not future.done():
-                    future.set_exception(error)
+                    future.set_exception(_own_copy(error))
             return
         for future, start, end in spans:
             if not future.done():
                 try:
-                    future.set_result(_own(results[start:end]))
+                    future.set_result(_results_or_first_error(results[start:end]))
                 except Exception as error:
                     future.set_exception(error)
 
 
-def _own(results: list[Any]) -> list[Any]:
+def _results_or_first_error(results: list[Any]) -> list[Any]:
     """A caller's results, or the first error among them raised."""
     for result in results:
         if isinstance(result, Exception):
             raise result
     return results
+
+
+def _own_copy(error: Exception) -> Exception:
+    """An error that failed a whole batch, once per caller: an exception raised in several
+    tasks would have its traceback rewritten by each (and keep all their frames alive)."""
+    try:
+        copy = type(error)(*error.args)
+    except Exception:
+        return error
+    copy.__cause__ = error
+    return copy
 
 
 _batchers: weakref.WeakKeyDictionary[Redis, Batcher] = weakref.WeakKeyDictionary()

@@ -266,6 +266,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE = {
     "sweep-streams": {"task": "chat.tasks.sweep_streams", "schedule": 30.0},
+    "fill-missing-usage": {"task": "chat.tasks.fill_missing_usage", "schedule": 10.0},
     "sweep-generations": {"task": "generations.tasks.sweep_generations", "schedule": 60.0},
 }
 

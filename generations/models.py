@@ -17,6 +17,11 @@ from django.utils import timezone
 DEFAULT_MODEL = "openai/shap-e"
 
 
+# Upstream statuses that the same request would meet again: 400 bad request, 403 refused (a
+# guardrail), 404 no 3D generation offered, 451 flagged by moderation.
+REFUSALS_A_RETRY_CANNOT_CHANGE = frozenset({"400", "403", "404", "451"})
+
+
 class Generation(models.Model):
     class State(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -108,6 +113,12 @@ class Generation(models.Model):
         self.progress = ""
         self.error_code = self.error_message = ""
         return ["state", "finished_at", "progress", "error_code", "error_message"]
+
+    @property
+    def retry_can_help(self) -> bool:
+        """Whether sending the same request again could end otherwise: not after the upstream
+        refused the request itself (a bad request, moderation, no 3D on offer)."""
+        return self.error_code not in REFUSALS_A_RETRY_CANNOT_CHANGE
 
     def mark_failed(self, code: str, message: str, *, now: datetime) -> list[str]:
         self.state = self.State.FAILED

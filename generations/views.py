@@ -37,7 +37,7 @@ def index(request: AuthedRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-@ratelimit(key="ip", rate=per_ip_rate)
+@ratelimit(key="ip", rate=per_ip_rate, method="POST")  # a reload (GET) starts nothing
 def create(request: AuthedRequest) -> HttpResponse:
     if request.method == "GET":  # a reload of a form sent back with its errors: the form's page
         return redirect("generations:index")

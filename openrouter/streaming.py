@@ -42,8 +42,9 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    """Who answers: the model and the generation id, as soon as the stream names them (once,
-    before its first text), so that a stream cut short still knows what to ask usage of."""
+    """Who answers: the model and the generation id, as soon as the stream names them (before
+    its first text; again if they change), so that a stream cut short still knows which
+    generation to ask the usage of."""
 
     model: str | None
     generation_id: str | None
@@ -197,7 +198,12 @@ async def parse_stream(
     """
     model: str | None = None
     finish_reason: str | None = None
-    served = False
+    # Said once the stream names them (the header's id at once), and again if a chunk changes
+    # them: a relay cut short asks OpenRouter about that generation (chat.services.usage_fill).
+    served: tuple[str | None, str | None] = (None, None)
+    if generation_id:
+        served = (None, generation_id)
+        yield Served(None, generation_id)
     decoder = SSEDecoder()
     try:
         async for piece in chunks:
@@ -219,8 +225,8 @@ async def parse_stream(
                     continue
                 model = chunk.get("model") or model
                 generation_id = chunk.get("id") or generation_id
-                if not served:
-                    served = True
+                if (model, generation_id) != served:
+                    served = (model, generation_id)
                     yield Served(model, generation_id)
                 if isinstance(chunk.get("error"), dict):
                     yield Failed(chunk_error(chunk["error"]), model, generation_id)

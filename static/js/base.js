@@ -7,8 +7,10 @@ if (toggle && nav) {
     toggle.setAttribute("aria-expanded", String(open));
   });
 }
+// Flash messages go on a click; good news also by itself after a while (errors stay).
 for (const message of document.querySelectorAll(".messages .message")) {
   message.addEventListener("click", () => message.remove());
+  if (message.matches(".success, .info")) setTimeout(() => message.remove(), 8000);
 }
 // Forms that ask for confirmation carry data-confirm="question".
 document.addEventListener("submit", (event) => {
@@ -22,9 +24,10 @@ document.addEventListener("click", (event) => {
   }
 });
 document.addEventListener("keydown", (event) => {
-  if (event.key !== "Escape") return;
-  for (const menu of document.querySelectorAll("details[data-popover][open]")) {
-    menu.open = false;
-    menu.querySelector("summary")?.focus();
-  }
+  if (event.key !== "Escape" || event.isComposing) return;
+  const open = document.querySelectorAll("details[data-popover][open]");
+  if (!open.length) return;
+  for (const menu of open) menu.open = false;
+  open[open.length - 1].querySelector("summary")?.focus();
+  event.preventDefault(); // one Escape, one layer: the drawer behind stays open
 });

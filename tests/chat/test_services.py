@@ -335,18 +335,47 @@ def test_prices_are_shown_per_million_tokens(pricing: dict[str, str], expected: 
     assert (entry["prompt_per_m"], entry["completion_per_m"], entry["free"]) == expected
 
 
-def test_usage_is_asked_again_while_openrouter_has_no_record_and_never_overwritten(
+def test_usage_is_looked_up_for_answers_that_ended_without_it_for_a_while_only(
     connected_user: User,
 ) -> None:
     conversation = make_conversation(connected_user)
-    stopped = add_message(conversation, Message.Role.ASSISTANT, "Once", state=Message.State.STOPPED)
-    stopped.generation_id = "gen-not-recorded-yet"
-    stopped.save()
-    assert services.answer_usage_fill(message_id=stopped.pk) is False  # 404: ask again later
+    now = timezone.now()
 
-    stopped.completion_tokens = 3
-    stopped.save()
-    assert services.answer_usage_fill(message_id=stopped.pk) is True  # figures there: done
-    stopped.refresh_from_db()
-    assert stopped.completion_tokens == 3
-    assert services.answer_usage_fill(message_id=stopped.pk + 1000) is True  # gone: done
+    def ended(state: str, ago: timedelta, **fields: Any) -> Message:
+        message = add_message(conversation, Message.Role.ASSISTANT, "Once", state=state)
+        Message.objects.filter(pk=message.pk).update(updated_at=now - ago, **fields)
+        return message
+
+    stopped = ended("stopped", timedelta(seconds=5), generation_id="gen-a")
+    failed = ended("error", timedelta(minutes=3), generation_id="gen-b")
+    ended("stopped", timedelta(seconds=5), generation_id="gen-c", completion_tokens=3)  # had it
+    ended("stopped", timedelta(seconds=5))  # never reached OpenRouter: nothing to ask
+    ended("streaming", timedelta(seconds=5), generation_id="gen-d")  # not ended
+    ended("stopped", timedelta(seconds=1), generation_id="gen-e")  # too soon
+    ended("stopped", timedelta(minutes=11), generation_id="gen-f")  # given up
+    assert list(services.usage_missing(now=now)) == [failed, stopped]
+
+
+def test_usage_unknown_to_openrouter_is_left_for_the_next_run(connected_user: User) -> None:
+    conversation = make_conversation(connected_user)
+    message = add_message(conversation, Message.Role.ASSISTANT, "Once", state="stopped")
+    later = timezone.now() + timedelta(seconds=5)
+    Message.objects.filter(pk=message.pk).update(generation_id="gen-not-recorded-yet")
+    assert services.usage_fill(now=later) == 0  # the sandbox answers 404
+    message.refresh_from_db()
+    assert message.completion_tokens is None
+    assert list(services.usage_missing(now=later)) == [message]  # asked again next time
+
+
+def test_a_generation_record_gives_the_providers_counts_else_openrouters() -> None:
+    record = {
+        "generation_time": 812,
+        "tokens_prompt": 10,
+        "tokens_completion": 20,
+        "native_tokens_prompt": None,  # unknown to the provider
+        "native_tokens_completion": 21,
+        "total_cost": 0.00042,
+    }
+    assert services._billed(record) == Spent(10, 21, 0.00042)
+    assert services._billed({**record, "generation_time": None}) is None  # not final yet
+    assert services._billed({"generation_time": 5, "total_cost": 0.1}) is None  # no counts

@@ -15,13 +15,12 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import api_key_for
-from chat import protocol, services, streams
+from chat import protocol, services, streams, tasks
 from chat.consumers import ChatConsumer, Tracked
 from chat.models import Conversation, Message
 from openrouter import client
 from openrouter.sandbox.catalog import DEFAULT_CHAT_MODEL
 from openrouter.sandbox.replies import reply_text
-from tests import services as test_services
 from tests.chat.conftest import (
     Answer,
     Tab,
@@ -121,8 +120,7 @@ async def test_a_stopped_answer_gets_its_tokens_and_cost_from_openrouter_afterwa
     tabs: Any, cookie: bytes, connected_user: User
 ) -> None:
     """A stop cuts the stream before its usage chunk: the relay keeps the model and the
-    generation id the stream named, and a Celery task (a real worker) asks OpenRouter for what
-    the generation was billed."""
+    generation id the stream named, and the periodic task asks OpenRouter what it billed."""
     tab: Tab = await tabs(cookie)
     await tab.send(type="send", conversation=None, text="hello", model="sandbox/slow")
     answer = await tab.follow(Answer(), is_delta)
@@ -133,27 +131,21 @@ async def test_a_stopped_answer_gets_its_tokens_and_cost_from_openrouter_afterwa
     assert message.model_served == "sandbox/slow" and message.generation_id.startswith("gen-")
     assert message.completion_tokens is None  # the stream never said
 
-    worker = await asyncio.to_thread(
-        test_services.start_worker, test_services.test_database_env(), "chat-worker"
-    )
-    try:
-        filled = await eventually(
-            lambda: _stored_when(answer.message_id, lambda m: m.completion_tokens is not None),
-            "the stopped answer's usage",
-            seconds=30,
-        )
-    finally:
-        await asyncio.to_thread(worker.stop)
+    async def filled() -> Message | None:
+        await database_sync_to_async(tasks.fill_missing_usage)()  # as beat runs it
+        return await _stored_when(answer.message_id, lambda m: m.completion_tokens is not None)
+
+    done = await eventually(filled, "the stopped answer's usage", seconds=30)
     key = await database_sync_to_async(api_key_for)(user=connected_user)
     billed = await asyncio.to_thread(client.generation_stats, key, message.generation_id)
     assert billed["cancelled"] and billed["tokens_completion"] > 0
-    assert (filled.prompt_tokens, filled.completion_tokens) == (
+    assert (done.prompt_tokens, done.completion_tokens) == (
         billed["tokens_prompt"],
         billed["tokens_completion"],
     )
-    assert filled.cost is not None  # sandbox/slow is free: 0, as billed
-    assert filled.cost == Decimal(str(billed["total_cost"])).quantize(Decimal("1e-10"))
-    assert filled.content == message.content and filled.state == Message.State.STOPPED
+    assert done.cost is not None  # sandbox/slow is free: 0, as billed
+    assert done.cost == Decimal(str(billed["total_cost"])).quantize(Decimal("1e-10"))
+    assert done.content == message.content and done.state == Message.State.STOPPED
 
 
 async def _sandbox_when(check: Any) -> dict[str, int] | None:

@@ -103,18 +103,67 @@ async def test_a_failing_command_fails_its_caller_only(client: Redis) -> None:
     assert await client.get(broken) == b"not a number"
 
 
-async def test_a_caller_cancelled_before_its_batch_leaves_sends_nothing(client: Redis) -> None:
+async def test_a_caller_cancelled_before_its_batch_leaves_sends_nothing(
+    client: Redis, pipelines: list[int]
+) -> None:
     kept, dropped = keys(2)
     batcher = redis_batch.batcher(client)
     sent = asyncio.ensure_future(batcher.execute(lambda pipe: pipe.incr(kept)))
     cancelled = asyncio.ensure_future(batcher.execute(lambda pipe: pipe.incr(dropped)))
-    await asyncio.sleep(0)  # both queued, the batch not sent yet
+    await asyncio.sleep(0)  # the first on the wire, the second queued behind it
     cancelled.cancel()
 
     assert await sent == [1]
     with pytest.raises(asyncio.CancelledError):
         await cancelled
-    assert await client.exists(dropped) == 0
+    # Through the same batcher, so after whatever it had queued: nothing was.
+    assert await batcher.execute(lambda pipe: pipe.exists(dropped)) == [0]
+    assert pipelines == [1, 1]
+
+
+async def test_a_caller_cancelled_on_the_wire_leaves_the_others_their_answers(
+    client: Redis,
+) -> None:
+    name, *_ = keys(1)
+    batcher = redis_batch.batcher(client)
+    leader = asyncio.ensure_future(batcher.execute(lambda pipe: pipe.incr(name)))
+    await asyncio.sleep(0)  # on the wire
+    queued = asyncio.ensure_future(batcher.execute(lambda pipe: pipe.incr(name)))
+    await asyncio.sleep(0)
+    leader.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+    assert (await queued)[0] in (1, 2)  # whether the leader's command ran is Redis's to say
+    assert await batcher.execute(lambda pipe: pipe.ping()) == [True]
+
+
+async def test_a_batch_cancelled_with_its_loop_fails_its_callers_not_cancels_them(
+    client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop closing cancels every task, the batch's sender too, maybe before its first
+    step: its callers hear an error of their own (they were not cancelled), and the batcher
+    is not left busy for ever."""
+    name, *_ = keys(1)
+    batcher = redis_batch.batcher(client)
+    leader = asyncio.ensure_future(batcher.execute(lambda pipe: pipe.incr(name)))
+    await asyncio.sleep(0)
+    queued = asyncio.ensure_future(batcher.execute(lambda pipe: pipe.incr(name)))
+    await asyncio.sleep(0)
+    create_task = asyncio.create_task
+
+    def cancelled_at_once(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task = create_task(coro, **kwargs)
+        task.cancel()  # before its first step, as a closing loop would
+        return task
+
+    with monkeypatch.context() as patch:
+        patch.setattr(asyncio, "create_task", cancelled_at_once)
+        assert await leader == [1]  # on its way out it hands the queue to a sender
+        with pytest.raises(RedisConnectionError, match="cancelled"):
+            await queued
+    assert not queued.cancelled()
+    assert await batcher.execute(lambda pipe: pipe.get(name)) == [b"1"]  # usable, nothing sent
 
 
 async def test_a_batch_that_cannot_reach_redis_fails_every_caller_and_the_next_one_goes() -> None:

@@ -126,6 +126,16 @@ def a_new_conversation_has_its_menu_and_settings_at_once(page: Page) -> None:
     expect(menu).not_to_have_attribute("open", "")
 
 
+def a_long_message_is_counted_near_its_limit(page: Page) -> None:
+    count = page.locator("#composer-count")
+    expect(count).to_be_hidden()
+    limit = int(page.locator("#composer-text").get_attribute("maxlength") or 0)
+    page.fill("#composer-text", "a" * (limit - 100))
+    expect(count).to_have_text(f"{limit - 100:,} / {limit:,} characters")
+    page.fill("#composer-text", "")
+    expect(count).to_be_hidden()
+
+
 def the_phone_drawer_opens_and_closes_every_way(page: Page) -> None:
     page.set_viewport_size(PHONE)
     app, toggle = page.locator("#chat-app"), page.locator(".sidebar-toggle")
@@ -211,6 +221,7 @@ def test_a_new_users_whole_journey(page: Page, browser: Browser, stack: str) -> 
 
     chat_streams_progressively_with_markdown(page, stack)
     a_new_conversation_has_its_menu_and_settings_at_once(page)
+    a_long_message_is_counted_near_its_limit(page)
     the_phone_drawer_opens_and_closes_every_way(page)
     stop_keeps_the_partial_answer(page)
     an_error_model_shows_its_sentence(page)

@@ -126,20 +126,26 @@ def test_the_detail_page_has_the_viewer_downloads_and_parameters(
     assert "<script>" not in page.split("</head>")[1]  # no inline scripts: CSP script-src 'self'
 
 
-def test_a_failed_generation_shows_the_upstream_sentence_and_a_retry_button(
-    signed_in: Client, user: User
+@pytest.mark.parametrize(
+    ("code", "sentence", "retry_can_help"),
+    [
+        ("502", "OpenRouter's provider is down or sent an invalid response.", True),
+        # The same request would be refused again: a new one, not Retry.
+        ("451", "The model's moderation flagged this input, so it was not sent.", False),
+    ],
+)
+def test_a_failed_generation_shows_the_upstream_sentence_and_retry_only_where_it_can_help(
+    signed_in: Client, user: User, code: str, sentence: str, retry_can_help: bool
 ) -> None:
     generation = make_generation(
-        user,
-        state="failed",
-        outputs=0,
-        error_code="451",
-        error_message="The model's moderation flagged this input, so it was not sent.",
+        user, state="failed", outputs=0, error_code=code, error_message=sentence
     )
     page = signed_in.get(generation.get_absolute_url()).content.decode()
-    assert "The model&#x27;s moderation flagged this input" in page
-    assert "<code>451</code>" in page
-    assert reverse("generations:retry", args=[generation.pk]) in page
+    assert sentence.replace("'", "&#x27;") in page
+    assert f"<code>{code}</code>" in page
+    assert (reverse("generations:retry", args=[generation.pk]) in page) is retry_can_help
+    new_one = f'href="{reverse("generations:index")}">describe the object differently'
+    assert (new_one in page) is not retry_can_help
 
 
 def test_the_owner_downloads_an_attachment_or_the_viewer_copy(

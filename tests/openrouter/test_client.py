@@ -140,7 +140,10 @@ async def test_a_streamed_reply_reassembles_exactly_to_the_non_streamed_one(api_
     assert final.reason == "stop"
     assert final.model == "openai/gpt-4o"
     assert final.generation_id and final.generation_id.startswith("gen-")
-    assert events[0] == Served("openai/gpt-4o", final.generation_id)  # known before any text
+    first_text = next(i for i, e in enumerate(events) if isinstance(e, TextDelta))
+    served = [e for e in events[:first_text] if isinstance(e, Served)]  # known before any text
+    assert served[-1] == Served("openai/gpt-4o", final.generation_id)
+    assert not any(isinstance(e, Served) for e in events[first_text:])  # and not said again
 
 
 async def test_without_a_model_the_account_default_serves_and_is_named(api_key: str) -> None:

@@ -55,6 +55,16 @@ async def test_edge_cases_parse_to_the_expected_events() -> None:
     ]
 
 
+async def test_the_headers_generation_id_is_said_at_once_and_a_chunks_change_again() -> None:
+    events = [event async for event in parse_stream(body([EDGES]), "gen-from-header")]
+    assert events[:3] == [
+        Served(None, "gen-from-header"),  # before any chunk: a stop now can still be asked about
+        Served("m/x", "gen-1"),
+        TextDelta("héllo ✓ "),
+    ]
+    assert sum(isinstance(event, Served) for event in events) == 2
+
+
 async def test_split_at_every_byte_offset_the_events_are_the_same() -> None:
     expected = await read([EDGES])
     for offset in range(1, len(EDGES)):

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from openrouter import client
-from openrouter.streaming import Finished, Served, TextDelta
+from openrouter.streaming import Finished, TextDelta
 from tests.openrouter.conftest import upstream_serving
 
 BODY = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
@@ -67,7 +67,7 @@ def test_a_connection_the_server_closed_is_not_reused_before_the_loop_reads_the_
 
     found, events = asyncio.run(run())
     assert found is None  # aiohttp alone hands it out: the request fails, the answer is lost
-    assert [type(event) for event in events] == [Served, TextDelta, Finished]
+    assert [type(event) for event in events] == [TextDelta, Finished]
     assert len(upstream) == 2 and upstream[0] != upstream[1]
 
 

@@ -1,4 +1,5 @@
-// The prompt box: Enter sends, Shift+Enter adds a line, and the box grows with its text.
+// The prompt box: Enter sends, Shift+Enter adds a line, the box grows with its text, and near
+// its limit (the textarea's maxlength) it counts, and says so when a paste did not fit.
 
 const MAX_HEIGHT_PX = 240;
 
@@ -12,15 +13,40 @@ export function setupComposer(form, textarea, onSend) {
     textarea.style.height = "auto";
     textarea.style.height = `${Math.min(textarea.scrollHeight, MAX_HEIGHT_PX)}px`;
   };
+  const count = form.querySelector("#composer-count");
+  const limit = textarea.maxLength;
+  const meter = () => {
+    if (!count || limit <= 0) return;
+    const used = textarea.value.length;
+    count.hidden = used < limit * 0.9;
+    count.textContent = `${used.toLocaleString("en")} / ${limit.toLocaleString("en")} characters`;
+  };
+  textarea.addEventListener("paste", (event) => {
+    const pasted = event.clipboardData?.getData("text") ?? "";
+    const kept = textarea.value.length - (textarea.selectionEnd - textarea.selectionStart);
+    const room = Math.max(0, limit - kept);
+    if (!count || limit <= 0 || pasted.length <= room) return;
+    // The browser keeps what fits; say so instead of cutting silently (after its input event).
+    setTimeout(() => {
+      count.hidden = false;
+      count.textContent =
+        `Only ${room.toLocaleString("en")} of the ${pasted.length.toLocaleString("en")} ` +
+        `characters pasted fit: a message holds ${limit.toLocaleString("en")}.`;
+    });
+  });
   const submit = () => {
     const text = textarea.value;
     if (!text.trim()) return;
     if (onSend(text)) {
       textarea.value = "";
       grow();
+      meter();
     }
   };
-  textarea.addEventListener("input", grow);
+  textarea.addEventListener("input", () => {
+    grow();
+    meter();
+  });
   textarea.addEventListener("keydown", (event) => {
     // isComposing: Enter also confirms an IME composition (Japanese, Chinese…); not a send.
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
@@ -39,6 +65,7 @@ export function setupComposer(form, textarea, onSend) {
       if (!textarea.value) {
         textarea.value = text;
         grow();
+        meter();
       }
     },
   };

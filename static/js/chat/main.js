@@ -242,8 +242,9 @@ function start(app) {
     const row = page.querySelector(selector);
     if (row) document.querySelector(selector)?.replaceWith(document.adoptNode(row));
     const settings = page.querySelector(".chat-settings");
-    if (settings && state.conversation === id && !document.querySelector(".chat-settings")) {
-      document.querySelector(".chat-header").append(document.adoptNode(settings));
+    const header = document.querySelector(".chat-header");
+    if (settings && header && state.conversation === id && !header.querySelector(".chat-settings")) {
+      header.append(document.adoptNode(settings));
     }
   }
 
@@ -427,18 +428,20 @@ function start(app) {
     if (event.target === app && app.classList.contains("sidebar-open")) showSidebar(false);
   });
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && app.classList.contains("sidebar-open")) showSidebar(false);
+    if (event.key !== "Escape" || event.defaultPrevented || event.isComposing) return;
+    if (document.querySelector("details[data-popover][open]")) return; // that closes first
+    if (app.classList.contains("sidebar-open")) showSidebar(false);
   });
 
   // A page shown without a connected key (composer off) checks again whenever the tab comes
   // back into view: connected meanwhile (in another tab, say), it reloads, ready to chat. The
-  // key's figures answer 404 exactly while there is no key (accounts.views.credits).
+  // key's figures answer 404 while there is no key, 200 once there is (accounts.views.credits).
   if (!connected) {
     document.addEventListener("visibilitychange", async () => {
       if (document.visibilityState !== "visible") return;
       try {
         const response = await fetch(app.dataset.creditsUrl);
-        if (response.status !== 404) location.reload();
+        if (response.ok) location.reload(); // 404: still no key; anything else: ask next time
       } catch {
         // offline: the next look at the tab asks again
       }
