@@ -352,6 +352,10 @@ class ChatConsumer(JsonConsumer):
                 await self._resend(message_id)
         await self.send_json(frame)
 
+    async def chat_usage(self, event: dict[str, Any]) -> None:
+        """An answer cut short, its usage now known (``services.usage_fill``): ``done`` again."""
+        await self.send_json(event["frame"])
+
     async def _resend(self, message_id: int) -> None:
         with contextlib.suppress(ChatError):
             message = await database_sync_to_async(services.message_for)(

@@ -44,7 +44,9 @@ type            fields                                       meaning
                                                              answer it replaces, if any.
 ``delta``       ``message`` int, ``text`` str, ``seq`` int   More text: append it. ``seq`` is the
                                                              answer's length after it.
-``done``        ``message`` (a view without ``text``)        The final state, usage, model served.
+``done``        ``message`` (a view without ``text``)        The final state, usage, model served;
+                                                             again once the usage of an answer
+                                                             cut short is known.
 ``error``       ``code`` str, ``message`` str, ``ref``?,     A request failed; the socket stays
                 ``retry_after`` int?                         open and usable.
 ``pong``        ``ref``?                                     Answer to ``ping``.
@@ -69,7 +71,8 @@ Inside the server (channel layer)
 =================================
 
 * Group ``chat.conversation.<id>``, every socket following the conversation:
-  ``chat.started {frame, writer}``, ``chat.done {frame}``, and ``chat.delta {message, start,
+  ``chat.started {frame, writer}``, ``chat.done {frame}``, ``chat.usage {frame}`` (a ``done``
+  frame with the usage of an answer cut short, found later), and ``chat.delta {message, start,
   text}`` — deltas batched every few tens of milliseconds, ``text`` being the answer from
   character ``start`` (a checkpoint saved in the database) on. Each socket trims what its tab
   already has, so a tab that read a checkpoint and then joined never misses text sent before.

@@ -692,7 +692,7 @@ def usage_fill(*, now: Any = None) -> int:
     ages out of the window."""
     found = usage_missing(now=now).values_list("pk", "generation_id", "conversation__user_id")
     keys: dict[int, str | None] = {}
-    filled = 0
+    filled: list[int] = []
     for message_id, generation_id, user_id in found[:USAGE_PER_RUN]:
         if user_id not in keys:
             try:
@@ -709,13 +709,22 @@ def usage_fill(*, now: Any = None) -> int:
                 logger.info("no usage for message %s yet: %s", message_id, error.message)
             continue
         spent = _billed(record)
-        if spent is not None:
-            filled += Message.objects.filter(pk=message_id, completion_tokens__isnull=True).update(
-                prompt_tokens=spent.prompt_tokens,
-                completion_tokens=spent.completion_tokens,
-                cost=_decimal(spent.cost),
-            )
-    return filled
+        if spent is not None and Message.objects.filter(
+            pk=message_id, completion_tokens__isnull=True
+        ).update(
+            prompt_tokens=spent.prompt_tokens,
+            completion_tokens=spent.completion_tokens,
+            cost=_decimal(spent.cost),
+        ):
+            filled.append(message_id)
+    # The tabs showing those answers show their figures now (a ``done`` frame again).
+    layer = get_channel_layer()
+    for message in Message.objects.filter(pk__in=filled):
+        async_to_sync(layer.group_send)(
+            protocol.conversation_group(message.conversation_id),
+            {"type": "chat.usage", "frame": protocol.done_frame(message)},
+        )
+    return len(filled)
 
 
 def _billed(record: dict[str, Any]) -> Spent | None:

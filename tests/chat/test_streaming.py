@@ -136,6 +136,9 @@ async def test_a_stopped_answer_gets_its_tokens_and_cost_from_openrouter_afterwa
         return await _stored_when(answer.message_id, lambda m: m.completion_tokens is not None)
 
     done = await eventually(filled, "the stopped answer's usage", seconds=30)
+    again = await tab.expect("done")  # the tab shows the figures at once, no reload
+    assert again["message"]["id"] == answer.message_id
+    assert again["message"]["usage"]["completion_tokens"] == done.completion_tokens
     key = await database_sync_to_async(api_key_for)(user=connected_user)
     billed = await asyncio.to_thread(client.generation_stats, key, message.generation_id)
     assert billed["cancelled"] and billed["tokens_completion"] > 0
