@@ -59,6 +59,7 @@ def _page(
         "settings_form": settings_form,
         "options_form": ConversationOptionsForm() if conversation is None else None,
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "silence_hint_ms": round(settings.CHAT_SILENCE_HINT * 1000),
     }
     return render(request, "chat/index.html", context, status=status)
 

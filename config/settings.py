@@ -292,6 +292,8 @@ CHAT_SENDS_PER_MINUTE = envint("CHAT_SENDS_PER_MINUTE", 30)
 CHAT_SENDS_PER_MINUTE_PER_IP = envint("CHAT_SENDS_PER_MINUTE_PER_IP", 120)
 # A streaming answer whose writer has not beaten its heartbeat for this long is swept.
 CHAT_STALE_AFTER = envfloat("CHAT_STALE_AFTER", 60.0)
+# Seconds a streaming answer may go without text before the page says so (Stop gives up).
+CHAT_SILENCE_HINT = envfloat("CHAT_SILENCE_HINT", 10.0)
 
 # Generations
 GENERATIONS_IN_FLIGHT_PER_USER = envint("GENERATIONS_IN_FLIGHT_PER_USER", 3)

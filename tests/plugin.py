@@ -47,6 +47,7 @@ def pytest_load_initial_conftests(
         GENERATION_TIME_LIMIT="30",
         CELERY_VISIBILITY_TIMEOUT="40",
         OPENROUTER_STREAM_IDLE_TIMEOUT="3",
+        CHAT_SILENCE_HINT="1",  # said before the idle limit ends a stalled answer
         LOG_LEVEL="INFO",
     )
     return (yield)

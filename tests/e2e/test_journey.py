@@ -174,6 +174,17 @@ def an_error_model_shows_its_sentence(page: Page) -> None:
     shoot(page, "chat-error")
 
 
+def a_silent_answer_says_so_until_it_ends(page: Page) -> None:
+    """sandbox/stall sends a word, then nothing: the page says so (after CHAT_SILENCE_HINT, 1 s
+    in the tests) until the server's idle limit (3 s here) ends the answer as interrupted."""
+    pick_model(page, "sandbox/stall")
+    answer = send(page, "Hello?")
+    hint = answer.locator(".silence-hint")
+    expect(hint).to_contain_text("No text from the model for")
+    expect(answer).to_have_attribute("data-state", "interrupted", timeout=15_000)
+    expect(hint).to_have_count(0)
+
+
 def a_reload_mid_answer_continues(page: Page) -> None:
     pick_model(page, "openai/gpt-4o")
     answer = send(page, "Tell me a long story about the sea")
@@ -225,6 +236,7 @@ def test_a_new_users_whole_journey(page: Page, browser: Browser, stack: str) -> 
     the_phone_drawer_opens_and_closes_every_way(page)
     stop_keeps_the_partial_answer(page)
     an_error_model_shows_its_sentence(page)
+    a_silent_answer_says_so_until_it_ends(page)
     a_reload_mid_answer_continues(page)
     html_in_a_reply_does_not_run(page)
     shoot(page, "chat-conversation")

@@ -211,6 +211,7 @@ function start(app) {
   function onFrame(frame) {
     const handler = handlers[frame.type];
     if (!handler) return;
+    if (frame.type !== "pong") lastNews = Date.now();
     handler(frame);
     if (frame.type !== "delta" && frame.type !== "pong") refreshControls();
   }
@@ -447,6 +448,27 @@ function start(app) {
       }
     });
   }
+
+  // A streaming answer that goes quiet says so: the model may be thinking, or stuck (the server
+  // gives up after its idle limit); Stop gives up sooner.
+  const silenceMs = Number(app.dataset.silenceHintMs) || 10_000;
+  let lastNews = Date.now();
+  setInterval(() => {
+    const entry = streamingEntry();
+    const quiet = entry ? Date.now() - lastNews : 0;
+    for (const hint of log.querySelectorAll(".silence-hint")) {
+      if (!entry || quiet < silenceMs || !entry.el.contains(hint)) hint.remove();
+    }
+    if (!entry || quiet < silenceMs) return;
+    let hint = entry.el.querySelector(".silence-hint");
+    if (!hint) {
+      hint = document.createElement("p");
+      hint.className = "silence-hint muted small";
+      entry.el.querySelector(".message-body").after(hint);
+    }
+    const seconds = Math.round(quiet / 1000);
+    hint.textContent = `No text from the model for ${seconds} s. It may still answer; Stop gives up.`;
+  }, 1000);
 
   // --- go -----------------------------------------------------------------------------------
 
