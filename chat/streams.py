@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import threading
 import time
@@ -104,7 +105,7 @@ class Relay:
         self.saved_at = self.started_at = time.monotonic()
         self.ttft_ms: int | None = None
         self.spent: Spent | None = None
-        self.served: dict[str, str] = {}  # model and generation id, once the stream names them
+        self.served = Served(None, None)  # the model and generation, once the stream names them
         self.stop_requested = False
         self.finished = False
         self.lock = asyncio.Lock()  # one group send at a time, in order; none after the end
@@ -165,10 +166,7 @@ class Relay:
                     elif isinstance(event, Usage):
                         self.spent = Spent(event.prompt_tokens, event.completion_tokens, event.cost)
                     elif isinstance(event, Served):
-                        self.served = {
-                            "model": event.model or "",
-                            "generation_id": event.generation_id or "",
-                        }
+                        self.served = event
                     else:
                         outcome = outcome_of(event)
                         break
@@ -178,20 +176,29 @@ class Relay:
             if not self.attached.is_set():
                 raise  # abandoned (or shut down) before the answer existed: nothing to store
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            outcome = stopped(**self.served) if self.stop_requested else shut_down(**self.served)
+            outcome = stopped() if self.stop_requested else shut_down()
         except Exception:
             logger.exception("relay for message %s failed", self.message_id)
-            outcome = relay_failed(**self.served)
+            outcome = relay_failed()
         try:
             if not self.attached.is_set():
                 # It ended before its answer existed: stored once it does (``abandon`` cancels
                 # this wait when the answer never will).
                 await self.attached.wait()
-            await self._finish(outcome or dropped("ended without a final event", **self.served))
+            await self._finish(self._named(outcome or dropped("ended without a final event")))
         except Exception:
             logger.exception("could not store the end of message %s", self.message_id)
         finally:
             self.hub.forget(self)
+
+    def _named(self, outcome: Outcome) -> Outcome:
+        """``outcome`` with the model and generation the stream named, where its end did not
+        say them (a stop, a failure on our side): what OpenRouter is asked the usage of."""
+        return dataclasses.replace(
+            outcome,
+            model=outcome.model or self.served.model or "",
+            generation_id=outcome.generation_id or self.served.generation_id or "",
+        )
 
     async def _on_text(self, text: str) -> None:
         self.parts.append(text)
@@ -507,23 +514,21 @@ def dropped(reason: str, **served: str) -> Outcome:
     )
 
 
-def stopped(**served: str) -> Outcome:
-    return Outcome(Message.State.STOPPED, **served)
+def stopped() -> Outcome:
+    return Outcome(Message.State.STOPPED)
 
 
-def shut_down(**served: str) -> Outcome:
+def shut_down() -> Outcome:
     return Outcome(
         Message.State.INTERRUPTED,
         error_code="shutdown",
         error_message="The answer was cut off: the server restarted. The text so far is kept.",
-        **served,
     )
 
 
-def relay_failed(**served: str) -> Outcome:
+def relay_failed() -> Outcome:
     return Outcome(
         Message.State.ERROR,
         error_code="internal",
         error_message="Something went wrong on our side while relaying this answer. Try again.",
-        **served,
     )
