@@ -18,6 +18,7 @@ import binascii
 import http.cookiejar
 import ipaddress
 import json
+import logging
 import os
 import select
 import socket
@@ -27,6 +28,7 @@ import urllib.request
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import aclosing, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
@@ -40,6 +42,8 @@ from openrouter.errors import OpenRouterError, error_from_body
 from openrouter.streaming import Failed, StreamEvent, StreamLost, chunk_error, parse_stream
 
 USER_AGENT = "Switchboard/0.1 (+https://github.com/switchboard)"
+
+logger = logging.getLogger(__name__)
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -226,8 +230,8 @@ def generation_stats(api_key: str, generation_id: str) -> dict[str, Any]:
 # loop, as for ``async_client()``; a loop that has closed takes its connections with it.
 STREAM_CONNECTIONS = 2000
 # An idle connection is reused only within this many seconds: less than the common servers'
-# keep-alive (uvicorn, gunicorn, Node: 5 s), so we never send on one the server is closing. A
-# POST that meets such a connection fails, and aiohttp retries only idempotent requests.
+# keep-alive (uvicorn, gunicorn, Node: 5 s), so we seldom send on one the server is closing
+# (and when we do, ``_resend_after_stale_connection``).
 STREAM_KEEPALIVE = 4.0
 _stream_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
     weakref.WeakKeyDictionary()
@@ -242,21 +246,68 @@ class _CheckedConnector(aiohttp.TCPConnector):
     aiohttp trusts its protocol's view, which learns of the server's close only once the event
     loop has read it: on a loop busy for a while (1,000 streams), a request went out on a
     connection the upstream had closed as idle, and failed (``ServerDisconnectedError``, the
-    answer lost; docs/benchmarks.md). A POST is rightly never retried, so check before.
+    answer lost; docs/benchmarks.md). Checked before, rather than only resent after (as
+    ``_resend_after_stale_connection`` does for what the check cannot see): a resend costs the
+    answer a round trip.
 
     And the most recently used connection is taken first (aiohttp takes the oldest): the one
     least likely to be near the server's idle limit; the others age out (``keepalive_timeout``).
     """
 
     async def _get(self, key: Any, traces: list[Any]) -> Any:
+        if _pool_refused.get():
+            return None  # a new connection
         while True:
             idle = self._conns.get(key)  # aiohttp's pool: (protocol, released at), oldest first
             if idle:
                 idle.rotate(1)  # the newest first: aiohttp's _get takes from the left
             connection = await super()._get(key, traces)
-            if connection is None or not _readable(connection.transport):
+            if connection is None:
+                return None
+            if not _readable(connection.transport):
+                _reused.set(True)
                 return connection
             connection.close()
+
+
+# The request under way in this task: whether the connector handed it a kept-alive connection,
+# and whether it must not (a resend). Context variables: the connector is called from the task
+# that makes the request, several awaits down, and shared by every task of the loop.
+_reused: ContextVar[bool] = ContextVar("stream_connection_reused", default=False)
+_pool_refused: ContextVar[bool] = ContextVar("stream_pool_refused", default=False)
+
+
+async def _resend_after_stale_connection(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """Send ``request`` again, once, on a new connection, if it went out on a kept-alive one and
+    the connection was closed or reset before a response came (a client middleware).
+
+    The readable check (``_CheckedConnector``) leaves a window: aiohttp writes the body from a
+    task of its own, a loop cycle after the connection was checked, and on a loop busy for
+    seconds the server's idle limit can run out in between (1,000 streams: 8 answers lost in
+    one run, docs/benchmarks.md). Such a request was not served: a server closing a connection
+    it kept idle does not read what arrives after (one that read it and then died without a
+    word is the rare exception). Browsers and OkHttp resend then, POSTs too (Chromium whenever
+    a reused connection fails before the response headers); aiohttp only idempotent requests.
+    A new connection that fails is not resent, nor a request whose response had begun
+    (``handler`` returns once the headers are read).
+    """
+    reused = _reused.set(False)
+    try:
+        return await handler(request)
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionResetError) as exc:
+        if not _reused.get():
+            raise
+        logger.info("%s on a kept-alive connection: sent again on a new one", type(exc).__name__)
+    finally:
+        _reused.reset(reused)
+    await request.close()  # the first attempt's body writer, if it is still running
+    refused = _pool_refused.set(True)
+    try:
+        return await handler(request)
+    finally:
+        _pool_refused.reset(refused)
 
 
 def _readable(transport: asyncio.BaseTransport | None) -> bool:
@@ -281,6 +332,7 @@ def stream_session() -> aiohttp.ClientSession:
                 limit=STREAM_CONNECTIONS, keepalive_timeout=STREAM_KEEPALIVE
             ),
             timeout=aiohttp.ClientTimeout(total=None),
+            middlewares=(_resend_after_stale_connection,),
             cookie_jar=aiohttp.DummyCookieJar(),  # see no_cookies()
             proxy=environment_proxy(settings.OPENROUTER_URL),
             # The request (the whole conversation) is encoded on the way to the first token:
