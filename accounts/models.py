@@ -4,6 +4,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 
+from openrouter import website
+
 
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
@@ -71,3 +73,8 @@ class OpenRouterKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hint} ({self.user})"
+
+    @property
+    def page_url(self) -> str:
+        """This key's page on OpenRouter (the sandbox's, offline)."""
+        return website.key_url(self.key_hash)

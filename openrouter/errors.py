@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-CREDITS_URL = "https://openrouter.ai/settings/credits"
+from openrouter.website import credits_url
 
 # Statuses worth trying again later: the request itself was fine.
 RETRYABLE = {408, 429, 500, 502, 503, 504}
@@ -124,7 +124,7 @@ def _sentence(status: int, detail: str, retry_after: float | None, metadata: dic
     if status == 401:
         return "Your OpenRouter key was not accepted. Reconnect your OpenRouter account."
     if status == 402:
-        return f"Your OpenRouter credits are used up — add credits at {CREDITS_URL}"
+        return f"Your OpenRouter credits are used up — add credits at {credits_url()}"
     if status == 403:
         reasons = metadata.get("reasons")
         why = f" ({', '.join(map(str, reasons))})" if isinstance(reasons, list) and reasons else ""

@@ -1,5 +1,6 @@
-"""The sandbox's routes: the PKCE connect flow, the API under ``/api/v1``, hosted files and the
-test endpoints under ``/_sandbox``. Chat and 3D live in ``chat.py`` and ``objects.py``."""
+"""The sandbox's routes: the PKCE connect flow, the API under ``/api/v1``, hosted files, stand-ins
+for the website's pages the app links to, and the test endpoints under ``/_sandbox``. Chat and 3D
+live in ``chat.py`` and ``objects.py``."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from openrouter.sandbox.catalog import models_json
 from openrouter.sandbox.chat import chat_completions
 from openrouter.sandbox.config import Sandbox, Settings, sandbox_of
 from openrouter.sandbox.objects import objects_generations
-from openrouter.sandbox.pages import HEADERS, consent_page, error_page
+from openrouter.sandbox.pages import HEADERS, consent_page, credits_page, error_page, key_page
 from openrouter.sandbox.responses import bearer_key, error_response, json_object, unauthorized
-from openrouter.sandbox.state import DEFAULT_KEY_LABEL
+from openrouter.sandbox.state import DEFAULT_KEY_LABEL, KEY_LIMIT
 
 _AUTH_FIELDS = ("callback_url", "code_challenge", "code_challenge_method", "key_label")
 # The list never changes while the process runs: encode it once.
@@ -139,6 +140,19 @@ async def hosted_file(request: Request) -> Response:
     return Response(found.content, media_type=found.media_type)
 
 
+# --- website pages the app links to -----------------------------------------------------------
+
+
+async def credits(request: Request) -> Response:
+    return _html(credits_page(key_limit=KEY_LIMIT))
+
+
+async def key_settings(request: Request) -> Response:
+    state = sandbox_of(request).state
+    key = state.key_by_hash(request.path_params["key_hash"])
+    return _html(key_page(state.key_info(key) if key else None))
+
+
 # --- test endpoints ------------------------------------------------------------------------------
 
 
@@ -176,6 +190,8 @@ def create_app(
             Route("/api/v1/generation", generation, methods=["GET"]),
             Route("/api/v1/objects/generations", objects_generations, methods=["POST"]),
             Route("/files/{name}", hosted_file, methods=["GET"], name="file"),
+            Route("/settings/credits", credits, methods=["GET"]),
+            Route("/keys/{key_hash}", key_settings, methods=["GET"]),
             Route("/_sandbox/state", sandbox_state, methods=["GET"]),
             Route("/_sandbox/reset", sandbox_reset, methods=["POST"]),
             Route("/_sandbox/keys", sandbox_key, methods=["POST"]),

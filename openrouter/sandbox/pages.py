@@ -1,8 +1,11 @@
-"""The consent page of ``/auth``: plain HTML and CSS, no script, every value escaped."""
+"""The sandbox's pages for people: the consent page of ``/auth`` and stand-ins for the website's
+pages the app links to (credits, a key's page). Plain HTML and CSS, no script, every value
+escaped."""
 
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 from urllib.parse import urlsplit
 
 _STYLE = """
@@ -42,6 +45,9 @@ def _page(title: str, body: str) -> str:
     )
 
 
+_OFFLINE = '<p class="note">This is an offline stand-in: no real account or money is involved.</p>'
+
+
 def consent_page(*, callback_url: str, fields: dict[str, str], key_label: str | None) -> str:
     host = urlsplit(callback_url).netloc
     hidden = "".join(
@@ -60,10 +66,42 @@ def consent_page(*, callback_url: str, fields: dict[str, str], key_label: str | 
         '<div class="actions">'
         '<button type="submit" name="decision" value="cancel">Cancel</button>'
         '<button type="submit" name="decision" value="authorize" class="primary">Authorize'
-        "</button></div></form>"
-        '<p class="note">This is an offline stand-in: no real account or money is involved.</p>',
+        "</button></div></form>" + _OFFLINE,
     )
 
 
 def error_page(message: str) -> str:
     return _page("Authorization error", f"<h1>Something is wrong</h1><p>{escape(message)}</p>")
+
+
+def credits_page(*, key_limit: float) -> str:
+    return _page(
+        "Credits",
+        "<h1>Credits</h1>"
+        "<p>On OpenRouter, this page shows the account's balance and lets you buy credits.</p>"
+        f"<p>The sandbox sells none: each key it issues may spend ${key_limit:.2f} of pretend "
+        "credit, counted while it runs. A key that has spent it gets 402 on paid models; "
+        "connect again for a new key, or restart the sandbox, which forgets all spending.</p>"
+        "<p>The model “Sandbox: error 402” answers 402 whatever the key has left.</p>" + _OFFLINE,
+    )
+
+
+def key_page(info: dict[str, Any] | None) -> str:
+    """A key's page, with its ``/api/v1/key`` figures; None for a key the sandbox does not know."""
+    what = (
+        "<h1>API key</h1><p>On OpenRouter, this page lets you rename the key, set its credit "
+        "limit, disable it or delete it. The sandbox only shows what it counted.</p>"
+    )
+    if info is None:
+        return _page(
+            "API key",
+            f"{what}<p>The sandbox knows no key by this address: it forgets labels and spending "
+            "when it restarts (a key it issued keeps working).</p>" + _OFFLINE,
+        )
+    return _page(
+        "API key",
+        f"{what}<dl><dt>Label</dt><dd>{escape(info['label'])}</dd>"
+        f"<dt>Credit limit</dt><dd>${info['limit']:.2f}</dd>"
+        f"<dt>Used</dt><dd>${info['usage']:.4f}</dd>"
+        f"<dt>Left</dt><dd>${info['limit_remaining']:.4f}</dd></dl>" + _OFFLINE,
+    )

@@ -5,6 +5,7 @@ Keys themselves need no memory (see ``auth.py``); only their labels and spending
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -101,6 +102,14 @@ class SandboxState:
 
     def key_label(self, key: str) -> str:
         return self.key_labels.get(key, DEFAULT_KEY_LABEL)
+
+    def key_by_hash(self, key_hash: str) -> str | None:
+        """The key whose sha256 hex is ``key_hash``, among those seen since launch (the address
+        of a key's page on the website names it so)."""
+        for key in self.key_labels.keys() | self.key_usage.keys():
+            if hashlib.sha256(key.encode()).hexdigest() == key_hash:
+                return key
+        return None
 
     def key_spend(self, key: str, cost: float) -> None:
         self.key_usage[key] = self.key_usage.get(key, 0.0) + cost

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from django.contrib.messages import get_messages
 from django.test import Client, override_settings
@@ -73,8 +74,18 @@ def test_the_account_page_shows_the_connection(me: Client, user: User) -> None:
     page = me.get("/account/").content.decode()
     key = OpenRouterKey.objects.get(user=user)
     assert "Connected" in page
-    assert f"https://openrouter.ai/keys/{key.key_hash}" in page
     assert key.hint in page
+
+
+def test_the_manage_key_link_follows_the_upstream_and_opens(me: Client, sandbox_url: str) -> None:
+    follow_connect(me)
+    key_hash = OpenRouterKey.objects.get().key_hash
+    link = f"{sandbox_url}/keys/{key_hash}"
+    assert f'href="{link}"' in me.get("/account/").content.decode()
+    assert httpx.get(link).status_code == 200  # the sandbox's stand-in page
+    with override_settings(OPENROUTER_URL="https://openrouter.example"):
+        page = me.get("/account/").content.decode()
+    assert f'href="https://openrouter.example/keys/{key_hash}"' in page
 
 
 def test_an_open_redirect_through_next_is_refused(me: Client) -> None:

@@ -164,7 +164,7 @@ async def test_max_tokens_ends_with_reason_length(api_key: str) -> None:
     [
         (400, False, None, "could not accept this request"),
         (401, False, None, "Reconnect your OpenRouter account"),
-        (402, False, None, "credits are used up — add credits at https://openrouter.ai"),
+        (402, False, None, "credits are used up — add credits at"),
         (403, False, None, "refused this request"),
         (408, True, None, "took too long"),
         (429, True, 7.0, "try again in 7 s"),
@@ -185,6 +185,19 @@ async def test_each_error_status_before_the_stream_is_one_failed_event(
     assert failed.error.retryable is retryable
     assert failed.error.retry_after == retry_after
     assert words in failed.error.message
+
+
+def test_the_credits_link_of_a_402_follows_the_upstream_and_opens(
+    api_key: str, sandbox_url: str
+) -> None:
+    with pytest.raises(OpenRouterError) as error:
+        client.complete(api_key, {**HELLO, "model": "sandbox/error-402"})
+    link = f"{sandbox_url}/settings/credits"
+    assert error.value.message.endswith(f"add credits at {link}")
+    assert httpx.get(link).status_code == 200  # the sandbox's stand-in page
+    with override_settings(OPENROUTER_URL="https://openrouter.example"):
+        message = OpenRouterError.from_status(402).message
+    assert message.endswith("add credits at https://openrouter.example/settings/credits")
 
 
 def test_non_streamed_errors_raise_the_same_family(api_key: str) -> None:

@@ -311,6 +311,34 @@ def test_key_info_counts_what_the_key_spends(api: httpx.Client) -> None:
     assert after["limit_remaining"] == pytest.approx(10.0 - cost)
 
 
+# --- website pages the app links to -------------------------------------------------------------
+
+
+def test_the_credits_page_says_it_is_the_sandbox_and_sells_nothing(client: httpx.Client) -> None:
+    page = client.get("/settings/credits")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "OpenRouter sandbox" in page.text and "$10.00" in page.text
+    assert "<script" not in page.text
+
+
+def test_a_key_page_shows_what_the_key_has_left(client: httpx.Client, api: httpx.Client) -> None:
+    api.post("/chat/completions", json={"model": "openai/gpt-4o", "messages": HELLO})
+    info = api.get("/key").json()["data"]
+    key = api.headers["Authorization"].removeprefix("Bearer ")
+    page = client.get(f"/keys/{hashlib.sha256(key.encode()).hexdigest()}")
+    assert page.status_code == 200
+    assert "Test key" in page.text
+    assert f"${info['limit_remaining']:.4f}" in page.text
+    assert info["limit_remaining"] < 10
+
+
+def test_a_key_page_it_does_not_know_says_so(client: httpx.Client) -> None:
+    page = client.get(f"/keys/{'0' * 64}")
+    assert page.status_code == 200
+    assert "knows no key by this address" in page.text
+
+
 # --- models --------------------------------------------------------------------------------------
 
 
