@@ -9,7 +9,10 @@ from django.contrib import admin
 from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.formats import localize
 from django.utils.html import format_html
+from django.utils.text import Truncator
+from django.utils.timezone import localtime
 
 from chat.models import ChatUsage, Conversation, Message
 from chat.templatetags.chat_format import thousands, usd
@@ -71,18 +74,10 @@ class ConversationAdmin(ReadOnlyAdmin):
 
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
-    list_display = (
-        "id",
-        "conversation_link",
-        "user_email",
-        "role",
-        "state",
-        "model_served",
-        "completion_tokens",
-        "cost",
-        "time_to_first_token_ms",
-        "created_at",
-    )
+    # Narrow enough for a 1280 px window with the admin's sidebar and filters open: long text is
+    # cut short, related figures share a column, and the time to the first token is left to the
+    # message's page.
+    list_display = ("id", "conversation_link", "summary", "usage", "created")
     list_filter = ("state", "role", "error_code", "created_at")
     search_fields = ("conversation__user__email", "conversation__title", "model_served", "=id")
     list_select_related = ("conversation__user",)
@@ -109,14 +104,42 @@ class MessageAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
 
-    @admin.display(description="user", ordering="conversation__user__email")
-    def user_email(self, message: Message) -> str:
-        return message.conversation.user.email
-
-    @admin.display(description="conversation")
+    @admin.display(description="conversation", ordering="conversation__title")
     def conversation_link(self, message: Message) -> str:
+        """The conversation's title and, under it, its user's email, both cut short (in full on
+        hover)."""
         url = reverse("admin:chat_conversation_change", args=[message.conversation_id])
-        return format_html('<a href="{}">{}</a>', url, message.conversation.title[:60])
+        title, email = message.conversation.title, message.conversation.user.email
+        return format_html(
+            '<a href="{}" title="{}">{}</a><br><span class="quiet" title="{}">{}</span>',
+            url,
+            title,
+            Truncator(title).chars(60),
+            email,
+            Truncator(email).chars(24),
+        )
+
+    @admin.display(description="message", ordering="state")
+    def summary(self, message: Message) -> str:
+        """``user``, or an answer's state (``assistant, error 402``) and the model that served it
+        under it."""
+        if message.role == Message.Role.USER:
+            return message.role
+        state = f"{message.role}, {message.state} {message.error_code}".strip()
+        return format_html('{}<br><span class="quiet">{}</span>', state, message.model_served)
+
+    @admin.display(description="cost", ordering="cost")
+    def usage(self, message: Message) -> str:
+        """The answer's cost, and its tokens under it."""
+        if message.completion_tokens is None:
+            return usd(message.cost)
+        tokens = f"{thousands(message.completion_tokens)} tokens"
+        return format_html('{}<br><span class="quiet">{}</span>', usd(message.cost), tokens)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, message: Message) -> str:
+        # Text, not the datetime: the admin never wraps a date's column, and it needs to.
+        return localize(localtime(message.created_at))
 
 
 @admin.register(ChatUsage)

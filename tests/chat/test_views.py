@@ -335,3 +335,30 @@ def test_support_reads_chats_and_usage_in_the_admin(client: Client, user: User) 
 
     usage = client.get("/admin/chat/chatusage/").content.decode()
     assert user.email in usage and "$0.75" in usage and "100 → 25" in usage
+
+
+def test_the_admin_message_list_cuts_long_text_short_and_sorts_by_every_column(
+    client: Client,
+) -> None:
+    email = f"{'someone.with.a.long.name' * 2}@example.com"
+    conversation = make_conversation(make_user(email=email), title="Tell me " * 25)
+    add_message(conversation, Message.Role.USER, "question")
+    add_message(
+        conversation,
+        Message.Role.ASSISTANT,
+        "answer",
+        state=Message.State.ERROR,
+        error_code="402",
+        model_served="openai/gpt-4o",
+        completion_tokens=1234,
+        cost="0.25",
+    )
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+
+    page = client.get("/admin/chat/message/").content.decode()
+    assert f">{conversation.title[:59]}…</a>" in page
+    assert f">{email[:23]}…</span>" in page
+    assert "assistant, error 402" in page and "openai/gpt-4o" in page
+    assert "$0.25" in page and "1,234 tokens" in page
+    for column in range(1, 6):
+        assert client.get("/admin/chat/message/", {"o": column}).status_code == 200
