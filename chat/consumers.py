@@ -16,6 +16,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
 from accounts.models import User
 from accounts.services import (
     KeyChanged,
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 REQUEST_SENT_WAIT = 0.001
 # How long a send waits for its quota to be counted (Redis retries a lost connection meanwhile).
 QUOTA_WAIT = 10.0
+# Stops waiting to see whether another process ends the answer (``_stop_if_orphaned``).
+_orphan_checks: set[asyncio.Task[None]] = set()
 
 
 @contextlib.contextmanager
@@ -259,6 +263,23 @@ class ChatConsumer(JsonConsumer):
         if not hub.stop(message.pk) and message.writer:
             # Written by another process: its hub listens on the writer channel.
             await self.channel_layer.send(message.writer, protocol.relay_stop_message(message.pk))
+            check = asyncio.create_task(self._stop_if_orphaned(message.pk, message.writer))
+            _orphan_checks.add(check)  # kept until done, even if this tab closes meanwhile
+            check.add_done_callback(_orphan_checks.discard)
+
+    async def _stop_if_orphaned(self, message_id: int, writer: str) -> None:
+        """A writer that went away (its process killed) never ends an answer it was asked to
+        stop: after ``CHAT_STOP_GRACE`` the answer is stopped here, and the conversation's tabs
+        told, rather than left streaming until the sweep (a minute and more)."""
+        await asyncio.sleep(settings.CHAT_STOP_GRACE)
+        message = await database_sync_to_async(services.answer_stop_orphaned)(
+            message_id=message_id, writer=writer
+        )
+        if message is not None:
+            await self.channel_layer.group_send(
+                protocol.conversation_group(message.conversation_id),
+                {"type": "chat.done", "frame": protocol.done_frame(message)},
+            )
 
     async def _follow_answer(self, message_id: int, writer: str) -> None:
         """Ask the relay writing an answer to send this tab its deltas through the group."""

@@ -758,6 +758,21 @@ def relay_stop_request(*, writer: str, message_id: int) -> None:
         async_to_sync(get_channel_layer().send)(writer, protocol.relay_stop_message(message_id))
 
 
+def answer_stop_orphaned(*, message_id: int, writer: str) -> Message | None:
+    """Stop an answer still streaming from ``writer`` after it was asked to stop: a writer that
+    is alive ends it within moments, one that went away (killed, crashed) never will. Its text
+    is what was saved (every ``CHAT_SAVE_INTERVAL``). ``None`` if it has ended meanwhile.
+
+    The writer is cleared, so a writer that was only slow cannot overwrite the stop later
+    (``answer_finish`` updates only its own answers).
+    """
+    ended = Message.objects.filter(pk=message_id, writer=writer, state=Message.State.STREAMING)
+    if not ended.update(state=Message.State.STOPPED, writer="", updated_at=timezone.now()):
+        return None
+    logger.info("stopped answer %s: its writer %s did not", message_id, writer)
+    return Message.objects.select_related("conversation").get(pk=message_id)
+
+
 def streams_sweep(*, stale_after: float = STALE_AFTER) -> list[Message]:
     """Streaming answers whose writer went silent become ``interrupted``, their text kept.
 

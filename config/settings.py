@@ -294,6 +294,9 @@ CHAT_SENDS_PER_MINUTE_PER_IP = envint("CHAT_SENDS_PER_MINUTE_PER_IP", 120)
 CHAT_STALE_AFTER = envfloat("CHAT_STALE_AFTER", 60.0)
 # Seconds a streaming answer may go without text before the page says so (Stop gives up).
 CHAT_SILENCE_HINT = envfloat("CHAT_SILENCE_HINT", 10.0)
+# Seconds a Stop waits for the process writing an answer to end it; if it has not (it was killed
+# or crashed), the answer is stopped where its saved text ends, without waiting for the sweep.
+CHAT_STOP_GRACE = envfloat("CHAT_STOP_GRACE", 3.0)
 
 # Generations
 GENERATIONS_IN_FLIGHT_PER_USER = envint("GENERATIONS_IN_FLIGHT_PER_USER", 3)

@@ -48,6 +48,7 @@ def pytest_load_initial_conftests(
         CELERY_VISIBILITY_TIMEOUT="40",
         OPENROUTER_STREAM_IDLE_TIMEOUT="3",
         CHAT_SILENCE_HINT="1",  # said before the idle limit ends a stalled answer
+        CHAT_STOP_GRACE="0.5",  # a stop made for a writer that went away
         LOG_LEVEL="INFO",
     )
     return (yield)

@@ -247,6 +247,28 @@ def test_the_writer_stores_the_end_even_after_the_sweeper_gave_up_on_it(user: Us
     assert wrong_writer is None
 
 
+def test_a_stop_its_writer_did_not_make_is_made_without_it_and_kept(user: User) -> None:
+    answer = streaming_answer(user, "Hel", writer="specific.gone!1")
+    stopped = services.answer_stop_orphaned(message_id=answer.pk, writer="specific.gone!1")
+    assert stopped is not None
+    assert (stopped.state, stopped.content, stopped.writer) == ("stopped", "Hel", "")
+    late = services.answer_finish(  # a writer that was only slow: the user's stop stands
+        message_id=answer.pk,
+        writer="specific.gone!1",
+        text="Hello",
+        outcome=Outcome(Message.State.COMPLETE),
+        spent=None,
+        ttft_ms=None,
+    )
+    assert late is None
+    assert Message.objects.get(pk=answer.pk).state == Message.State.STOPPED
+
+    ended = streaming_answer(user, "done", writer="specific.slow!2")
+    Message.objects.filter(pk=ended.pk).update(state=Message.State.COMPLETE)
+    assert services.answer_stop_orphaned(message_id=ended.pk, writer="specific.slow!2") is None
+    assert Message.objects.get(pk=ended.pk).state == Message.State.COMPLETE
+
+
 def test_the_sweeper_leaves_live_and_finished_answers_alone(user: User) -> None:
     live = streaming_answer(user, "going")
     finished = streaming_answer(user, "done", heartbeat_at=timezone.now() - timedelta(hours=1))

@@ -384,6 +384,28 @@ async def test_the_sweeper_interrupts_answers_whose_writer_went_away(
     await sync_to_async(Message.objects.filter(pk=alive.pk).delete)()
 
 
+async def test_a_stop_ends_an_answer_whose_writer_went_away_without_waiting_for_the_sweep(
+    tabs: Any, cookie: bytes, connected_user: User
+) -> None:
+    """Its process was killed a moment ago: nothing listens on its writer channel any more, and
+    its heartbeat is recent (the sweep would wait a minute). The stop is made after
+    ``CHAT_STOP_GRACE`` by the process that was asked."""
+    conversation, lost, alive = await sync_to_async(_lost_and_alive_answers)(connected_user)
+    await sync_to_async(Message.objects.filter(pk=lost.pk).update)(heartbeat_at=timezone.now())
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="subscribe", conversation=conversation.pk)
+    await tab.until(lambda frame: frame["type"] == "subscribed")
+
+    await tab.send(type="stop", message=lost.pk)
+    done = await tab.expect("done")
+    assert done["message"]["id"] == lost.pk
+    assert done["message"]["state"] == "stopped"
+    lost = await sync_to_async(Message.objects.get)(pk=lost.pk)
+    assert (lost.state, lost.content, lost.writer) == ("stopped", "half an ans", "")
+    assert (await sync_to_async(Message.objects.get)(pk=alive.pk)).state == "streaming"
+    await sync_to_async(Message.objects.filter(pk=alive.pk).delete)()
+
+
 def _lost_and_alive_answers(user: User) -> tuple[Conversation, Message, Message]:
     conversation = make_conversation(user)
     add_message(conversation, Message.Role.USER, "question")
