@@ -20,13 +20,25 @@ class PreferencesForm(forms.ModelForm):
         help_texts = {"default_model": "Leave empty to use your OpenRouter account's default."}
         widgets = {
             "default_model": forms.TextInput(
-                attrs={"list": "model-ids", "placeholder": "My OpenRouter default"}
+                attrs={"placeholder": "My OpenRouter default", "spellcheck": "false"}
             )
         }
 
     def clean_default_model(self) -> str:
+        from chat import services  # chat builds on accounts: imported when needed
+
         value: str = self.cleaned_data["default_model"].strip()
         allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/@")
         if value and not set(value) <= allowed:
             raise forms.ValidationError("A model id looks like openai/gpt-4o or x/y:free.")
+        # As in a conversation's settings: only a model being picked here is checked, against
+        # OpenRouter's list (anything is taken while the list cannot be had).
+        if value and "default_model" in self.changed_data and not services.chat_model_offered(
+            value
+        ):
+            raise forms.ValidationError(
+                "OpenRouter has no chat model “%(model)s”. Copy an id from the model button "
+                "under a chat's message box, or leave this blank for your OpenRouter default.",
+                params={"model": value},
+            )
         return value

@@ -152,7 +152,10 @@ def api_key_paste(*, user: User, plain_key: str) -> OpenRouterKey:
     """Store a key the user pasted, after OpenRouter confirmed it works (``/key``)."""
     plain_key = plain_key.strip()
     if not plain_key.startswith("sk-or-") or not 20 <= len(plain_key) <= 200 or " " in plain_key:
-        raise KeyRejected("That does not look like an OpenRouter key (they start with sk-or-).")
+        raise KeyRejected(
+            "That does not look like an OpenRouter key: they start with sk-or- and run to "
+            "dozens of characters, with no spaces. Copy the whole key."
+        )
     try:
         info = client.key_info(plain_key)
     except OpenRouterError as exc:

@@ -171,3 +171,16 @@ def test_connect_needs_a_signed_in_user(client: Client) -> None:
     response = client.get("/connect/openrouter/")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
+
+
+def test_a_default_model_openrouter_does_not_list_is_refused(me: Client, user: User) -> None:
+    """Every new chat would fail with it (the sandbox lists its models like OpenRouter)."""
+    response = me.post("/account/", {"default_model": "gpt-5-ultra"})
+    assert "OpenRouter has no chat model “gpt-5-ultra”" in response.content.decode()
+    user.refresh_from_db()
+    assert user.default_model == ""
+
+    response = me.post("/account/", {"default_model": "openai/gpt-4o:nitro"})
+    assert response.status_code == 302 and flash(response) == ["Preferences saved."]
+    user.refresh_from_db()
+    assert user.default_model == "openai/gpt-4o:nitro"

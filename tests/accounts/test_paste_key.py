@@ -35,6 +35,7 @@ def test_a_working_key_is_checked_and_stored(signed_in: Client, user: User) -> N
         ("sk-or-v1-" + "0" * 64, "OpenRouter did not accept this key"),
         ("hello", "does not look like an OpenRouter key"),
         ("sk-or-v1-has space" + "a" * 20, "does not look like an OpenRouter key"),
+        ("sk-or-v1-deadbeef", "Copy the whole key"),  # the right start, cut short
         ("", "Paste a key first."),
     ],
 )
