@@ -19,6 +19,7 @@ from django.utils import timezone, translation
 from accounts.models import User
 from chat import services
 from chat.models import Conversation, Message
+from openrouter.errors import OpenRouterError
 from openrouter.sandbox.faults import XSS_PAYLOAD
 from tests.chat.conftest import add_message, make_conversation
 from tests.factories import make_user
@@ -362,3 +363,21 @@ def test_the_admin_message_list_cuts_long_text_short_and_sorts_by_every_column(
     assert "$0.25" in page and "1,234 tokens" in page
     for column in range(1, 6):
         assert client.get("/admin/chat/message/", {"o": column}).status_code == 200
+
+
+def test_an_address_in_an_answers_error_is_a_link(signed_in: Client, user: User) -> None:
+    """"Add credits at https://…" (a 402) can be followed, not only read."""
+    conversation = make_conversation(user)
+    add_message(conversation, Message.Role.USER, "hi")
+    sentence = OpenRouterError.from_status(402).message
+    add_message(
+        conversation,
+        Message.Role.ASSISTANT,
+        "",
+        state=Message.State.ERROR,
+        error_code="402",
+        error_message=sentence,
+    )
+    page = signed_in.get(f"/chat/{conversation.pk}/").content.decode()
+    url = f"{settings.OPENROUTER_URL}/settings/credits"
+    assert f'<a href="{url}"' in page

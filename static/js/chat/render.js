@@ -6,6 +6,7 @@
 import markdownit from "../../vendor/markdown-it/markdown-it.esm.min.js";
 import DOMPurify from "../../vendor/dompurify/purify.es.js";
 import hljs from "../../vendor/highlight.js/highlight.min.js";
+import { setTextWithLinks } from "../links.js";
 
 const md = markdownit({
   html: false,
@@ -152,7 +153,7 @@ export function renderMeta(article, view) {
       error.setAttribute("role", "alert");
       meta.after(error);
     }
-    error.textContent = view.error.message;
+    setTextWithLinks(error, view.error.message);
   } else if (error) {
     error.remove();
   }

@@ -63,7 +63,8 @@ export function applyEvent(generation) {
     }
     const inFlight = generation.state === "queued" || generation.state === "running";
     setText(root, "progress", inFlight ? generation.progress : "");
-    setText(root, "error", generation.state === "failed" ? generation.error_message : "");
+    const error = root.querySelector('[data-role="error"]');
+    if (error) setTextWithLinks(error, generation.state === "failed" ? generation.error_message : "");
     const time = root.querySelector('[data-role="time"]');
     if (time) {
       if (generation.started_at) time.dataset.startedAt = generation.started_at;
