@@ -33,8 +33,10 @@ class PreferencesForm(forms.ModelForm):
             raise forms.ValidationError("A model id looks like openai/gpt-4o or x/y:free.")
         # As in a conversation's settings: only a model being picked here is checked, against
         # OpenRouter's list (anything is taken while the list cannot be had).
-        if value and "default_model" in self.changed_data and not services.chat_model_offered(
+        if (
             value
+            and "default_model" in self.changed_data
+            and not services.chat_model_offered(value)
         ):
             raise forms.ValidationError(
                 "OpenRouter has no chat model “%(model)s”. Copy an id from the model button "
