@@ -21,6 +21,20 @@ def sandbox_url() -> str:
 
 
 @pytest.fixture
+def ratelimit_clock_still(monkeypatch: pytest.MonkeyPatch) -> None:
+    """django-ratelimit counts in fixed windows (``rate="10/m"``: per minute, at an offset per
+    key): a test's burst that crossed a window's end would start a fresh count and not be
+    refused. Its clock stands still instead (only django-ratelimit's)."""
+    import time
+    from types import SimpleNamespace
+
+    import django_ratelimit.core
+
+    now = time.time()
+    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: now))
+
+
+@pytest.fixture
 def user(db: None) -> User:
     return make_user()
 

@@ -4,7 +4,7 @@ from django.test import Client
 from accounts.models import User
 from tests.factories import PASSWORD
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("ratelimit_clock_still")]
 
 
 def test_starting_the_connect_flow_too_often_is_refused_with_a_sentence(signed_in: Client) -> None:
