@@ -11,6 +11,8 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from chat.models import Message
 from generations.models import Generation
+from openrouter.errors import OpenRouterError
+from openrouter.website import credits_url
 from tests.e2e.conftest import DESKTOP, PHONE, shoot
 from tests.factories import PASSWORD
 
@@ -54,6 +56,8 @@ def generate_and_view(page: Page, base: str) -> None:
     url_while_running = page.url
     expect(detail).to_have_attribute("data-state", "succeeded", timeout=30_000)
     assert page.url == url_while_running
+    # The live updates ran to their end (a script error after the state changed goes unseen).
+    assert not [line for line in page.console_log if line.startswith("[pageerror]")]  # type: ignore[attr-defined]
     expect(page.locator("[data-viewer]")).to_have_attribute("data-ready", "true", timeout=20_000)
     page.wait_for_timeout(300)
     assert canvas_colours(page, "[data-viewer] canvas") > 20
@@ -70,6 +74,20 @@ def generate_and_view(page: Page, base: str) -> None:
         "data-state", "succeeded"
     )
     shoot(page, "generations-gallery")
+
+    # A job's state as the live socket brings it (its snapshot on connect; a refusal made up on
+    # the finished job, undone after): the address in its sentence becomes a link there too.
+    refusal = {"state": "failed", "error_code": "402"}
+    refusal["error_message"] = OpenRouterError.from_status(402).message
+    Generation.objects.filter(pk=generation.pk).update(**refusal)
+    page.reload()
+    link = page.locator(f"[data-generation-id='{generation.pk}'] [data-role='error'] a")
+    expect(link).to_have_attribute("target", "_blank")  # the script's link, not the server's
+    assert link.get_attribute("href") == credits_url()
+    assert not [line for line in page.console_log if line.startswith("[pageerror]")]  # type: ignore[attr-defined]
+    Generation.objects.filter(pk=generation.pk).update(
+        state="succeeded", error_code="", error_message=""
+    )
 
 
 def pick_model(page: Page, model_id: str) -> None:

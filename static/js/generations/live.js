@@ -4,6 +4,8 @@
 // was offline catches up, then {type: "generation", generation: {...}} on each change.
 // `applyEvent` updates every element marked data-generation-id with the same id.
 
+import { setTextWithLinks } from "../links.js";
+
 const MAX_DELAY_MS = 30_000;
 
 export function connectLive({ onEvent, onStatus = () => {} }) {
