@@ -20,14 +20,13 @@ from tests.openrouter.conftest import upstream_serving
 BODY = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
 
 
-class ClosesIdleConnections(BaseHTTPRequestHandler):
+class AnswersOnKeptAliveConnections(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
-    timeout = 0.05  # an idle connection is closed after 50 ms, as servers do after a few seconds
-    peers: list[int] = []
 
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.peers.append(self.client_address[1])
+    def read_request(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def answer(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Content-Length", str(len(BODY)))
@@ -36,6 +35,16 @@ class ClosesIdleConnections(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+class ClosesIdleConnections(AnswersOnKeptAliveConnections):
+    timeout = 0.05  # an idle connection is closed after 50 ms, as servers do after a few seconds
+    peers: list[int] = []
+
+    def do_POST(self) -> None:
+        self.read_request()
+        self.peers.append(self.client_address[1])
+        self.answer()
 
 
 @pytest.fixture
@@ -112,31 +121,23 @@ def test_the_most_recently_used_connection_is_taken_first(upstream: list[int]) -
     assert taken is newest
 
 
-class ClosesWithoutAnswering(BaseHTTPRequestHandler):
+class ClosesWithoutAnswering(AnswersOnKeptAliveConnections):
     """Answers the first request of a connection; closes without a word at the ``drop_from``-th
     (a server closing a kept-alive connection as the request arrives, the race the readable
     check cannot see)."""
 
-    protocol_version = "HTTP/1.1"
     drop_from = 2
     seen: list[tuple[int, int, bytes, bool]] = []  # (client port, nth on it, body, answered)
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self.read_request()
         self.nth = getattr(self, "nth", 0) + 1
         answered = self.nth < self.drop_from
         self.seen.append((self.client_address[1], self.nth, body, answered))
-        if not answered:
+        if answered:
+            self.answer()
+        else:
             self.close_connection = True
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Content-Length", str(len(BODY)))
-        self.end_headers()
-        self.wfile.write(BODY)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
