@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
@@ -551,11 +551,22 @@ class Spent:
     cost: float | None = None
 
 
+class Append(NamedTuple):
+    """An answer's text to append, and who serves it where the database does not know yet
+    ("": nothing new): stored while it streams, so that an answer whose process dies names its
+    generation, and its usage can be asked for (``usage_fill``)."""
+
+    message_id: int
+    text: str
+    model: str = ""
+    generation_id: str = ""
+
+
 @dataclass
 class Checkpoint:
     """One tick of a relay process's saves: text to append per answer, answers still alive."""
 
-    appends: list[tuple[int, str]] = field(default_factory=list)
+    appends: list[Append] = field(default_factory=list)
     alive: list[int] = field(default_factory=list)
 
 
@@ -581,12 +592,17 @@ def answer_checkpoint(*, writer: str, checkpoint: Checkpoint) -> set[int]:
     return saved
 
 
-def _append(*, writer: str, appends: Sequence[tuple[int, str]], now: Any) -> set[int]:
+def _append(*, writer: str, appends: Sequence[Append], now: Any) -> set[int]:
     # Plain SQL that PostgreSQL and SQLite (3.35+) both read: the ORM has no bulk "append".
-    rows = ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS TEXT))"] * len(appends))
+    text = "CAST(%s AS TEXT)"
+    rows = ", ".join([f"(CAST(%s AS BIGINT), {text}, {text}, {text})"] * len(appends))
     sql = (
-        f"WITH piece(id, text) AS (VALUES {rows}) "  # noqa: S608  (no user text in the SQL)
-        f"UPDATE {_TABLE} SET content = {_TABLE}.content || piece.text, heartbeat_at = %s "
+        f"WITH piece(id, text, model, generation) AS (VALUES {rows}) "  # noqa: S608 (no user text)
+        f"UPDATE {_TABLE} SET content = {_TABLE}.content || piece.text, heartbeat_at = %s, "
+        f"model_served = CASE WHEN piece.model = '' THEN {_TABLE}.model_served "
+        "ELSE piece.model END, "
+        f"generation_id = CASE WHEN piece.generation = '' THEN {_TABLE}.generation_id "
+        "ELSE piece.generation END "
         f"FROM piece WHERE {_TABLE}.id = piece.id AND {_TABLE}.writer = %s "
         f"AND {_TABLE}.state = %s RETURNING {_TABLE}.id"
     )

@@ -49,7 +49,7 @@ from django.conf import settings
 
 from chat import groups, protocol, services
 from chat.models import Message
-from chat.services import Checkpoint, Outcome, Spent, Started
+from chat.services import Append, Checkpoint, Outcome, Spent, Started
 from config.async_db import database_sync_to_async
 from openrouter.client import stream_chat
 from openrouter.streaming import Failed, Finished, Interrupted, Served, TextDelta, Usage
@@ -107,6 +107,7 @@ class Relay:
         self.ttft_ms: int | None = None
         self.spent: Spent | None = None
         self.served = Served(None, None)  # the model and generation, once the stream names them
+        self.served_saved = self.served_saving = self.served  # what the database holds of them
         self.stop_requested = False
         self.finished = False
         self.lock = asyncio.Lock()  # one group send at a time, in order; none after the end
@@ -238,12 +239,20 @@ class Relay:
     def has_unsaved_text(self) -> bool:
         return self.db_parts < len(self.parts)
 
-    def checkpoint_piece(self) -> tuple[str, tuple[int, int]]:
-        """The text the database lacks, and the mark it reaches once appended."""
-        return "".join(self.parts[self.db_parts :]), (len(self.parts), self.length)
+    def checkpoint_piece(self) -> tuple[Append, tuple[int, int]]:
+        """The text the database lacks, with the model and generation if it lacks those too
+        (an answer whose process dies then still gets its usage: ``services.usage_fill``), and
+        the mark it reaches once appended."""
+        self.served_saving = served = self.served
+        if served == self.served_saved:
+            served = Served("", "")
+        text = "".join(self.parts[self.db_parts :])
+        append = Append(self.message_id, text, served.model or "", served.generation_id or "")
+        return append, (len(self.parts), self.length)
 
     def saved(self, mark: tuple[int, int]) -> None:
         self.db_parts, self.db_length = mark
+        self.served_saved = self.served_saving
         self.rebase_to = mark  # after the next group delta, which is sent after this commit
         if not self.lock.locked():  # no group delta under way with a position in ``parts``
             self._compact()
@@ -464,8 +473,8 @@ class Hub:
     async def _save(self, due: list[Relay], alive: list[int], now: float) -> None:
         checkpoint, marks = Checkpoint(alive=alive), {}
         for relay in due:
-            piece, marks[relay] = relay.checkpoint_piece()
-            checkpoint.appends.append((relay.message_id, piece))
+            append, marks[relay] = relay.checkpoint_piece()
+            checkpoint.appends.append(append)
         try:
             saved = await database_sync_to_async(services.answer_checkpoint)(
                 writer=self.channel, checkpoint=checkpoint

@@ -19,7 +19,7 @@ from accounts.models import User
 from chat import services
 from chat.models import Conversation, Message
 from chat.protocol import ChatError
-from chat.services import Checkpoint, Outcome, Spent
+from chat.services import Append, Checkpoint, Outcome, Spent
 from config.cache import shared_cache
 from tests.chat.conftest import add_message, make_conversation
 
@@ -208,12 +208,21 @@ def test_checkpoints_append_text_only_for_the_writers_streaming_answers(user: Us
     theirs = streaming_answer(user, "Hi", writer="specific.other!2")
     saved = services.answer_checkpoint(
         writer="specific.me!1",
-        checkpoint=Checkpoint(appends=[(mine.pk, ", world"), (theirs.pk, "!")]),
+        checkpoint=Checkpoint(appends=[Append(mine.pk, ", world"), Append(theirs.pk, "!")]),
     )
     assert saved == {mine.pk}
     mine.refresh_from_db()
     theirs.refresh_from_db()
     assert (mine.content, theirs.content) == ("Hello, world", "Hi")
+    # Who serves it, once the stream says; "" leaves what is stored.
+    for append in (Append(mine.pk, "!", "a/b", "gen-1"), Append(mine.pk, "?")):
+        services.answer_checkpoint(writer="specific.me!1", checkpoint=Checkpoint([append]))
+    mine.refresh_from_db()
+    assert (mine.content, mine.model_served, mine.generation_id) == (
+        "Hello, world!?",
+        "a/b",
+        "gen-1",
+    )
 
 
 def test_the_writer_stores_the_end_even_after_the_sweeper_gave_up_on_it(user: User) -> None:

@@ -151,6 +151,40 @@ async def test_a_stopped_answer_gets_its_tokens_and_cost_from_openrouter_afterwa
     assert done.content == message.content and done.state == Message.State.STOPPED
 
 
+async def test_an_answer_whose_writer_went_away_still_gets_its_model_tokens_and_cost(
+    tabs: Any, cookie: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model and generation are saved with the text while the answer streams: an answer
+    whose process dies (here: its end is never stored) is swept with them, and its usage is
+    then asked of OpenRouter like a stopped answer's."""
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello", model="sandbox/slow")
+    answer = await tab.follow(Answer(), is_delta)
+    saved = await eventually(
+        lambda: _stored_when(answer.message_id, lambda m: m.content and m.generation_id),
+        "a checkpoint of the streaming answer",
+    )
+    assert saved.state == Message.State.STREAMING
+    assert saved.model_served == "sandbox/slow" and saved.generation_id.startswith("gen-")
+
+    def never_stored(**kwargs: Any) -> None:  # as if the process died before its end
+        return None
+
+    monkeypatch.setattr(services, "answer_finish", never_stored)
+    await tab.send(type="stop", message=answer.message_id)  # closes the upstream
+    await eventually(lambda: _sandbox_when(lambda s: s["active_streams"] == 0), "the hang-up")
+    (swept,) = await database_sync_to_async(services.streams_sweep)(stale_after=0)
+    assert swept.pk == answer.message_id and swept.state == Message.State.INTERRUPTED
+
+    async def filled() -> Message | None:
+        await database_sync_to_async(tasks.fill_missing_usage)()  # as beat runs it
+        return await _stored_when(answer.message_id, lambda m: m.completion_tokens is not None)
+
+    done = await eventually(filled, "the swept answer's usage", seconds=30)
+    assert done.model_served == "sandbox/slow" and done.completion_tokens
+    assert done.cost is not None and done.state == Message.State.INTERRUPTED
+
+
 async def _sandbox_when(check: Any) -> dict[str, int] | None:
     state = await sandbox_state()
     return state if check(state) else None
@@ -491,8 +525,8 @@ async def test_a_long_answer_is_held_as_a_few_strings_and_no_reader_loses_text()
     for i, token in enumerate(tokens, start=1):
         await relay._on_text(token)
         if i % 40 == 0:  # a checkpoint
-            piece, mark = relay.checkpoint_piece()
-            stored += piece
+            append, mark = relay.checkpoint_piece()
+            stored += append.text
             relay.saved(mark)
         if i == joined_at:
             relay.followed = True  # a tab read the stored text, joined the group, said "follow"
@@ -501,8 +535,8 @@ async def test_a_long_answer_is_held_as_a_few_strings_and_no_reader_loses_text()
             await relay.flush()
         assert "".join(relay.parts) == "".join(tokens[:i])
     await relay.flush()
-    piece, mark = relay.checkpoint_piece()
-    stored += piece
+    append, mark = relay.checkpoint_piece()
+    stored += append.text
     relay.saved(mark)
 
     text = "".join(tokens)
