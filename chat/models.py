@@ -106,6 +106,12 @@ class Message(models.Model):
         return f"{self.role} #{self.pk} ({self.state})"
 
     @property
+    def model_shown(self) -> str:
+        """The model under an answer: the one that served it or, when none did (an answer that
+        failed before the stream began), the one asked for ("" for the account's default)."""
+        return self.model_served or self.model_requested
+
+    @property
     def is_streaming(self) -> bool:
         return self.state == self.State.STREAMING
 

@@ -54,8 +54,9 @@ type            fields                                       meaning
 
 A message view is ``{id, role, state, text, seq, model, usage, ttft_ms, finish_reason, error}``:
 ``state`` one of complete / streaming / stopped / error / interrupted; ``model`` the model that
-served it; ``usage`` ``{prompt_tokens, completion_tokens, cost}`` (cost: a decimal string, USD)
-or null; ``ttft_ms`` the time to first token; ``error`` ``{code, message}`` or null.
+served it (or, for one that failed before any did, the one asked for); ``usage``
+``{prompt_tokens, completion_tokens, cost}`` (cost: a decimal string, USD) or null; ``ttft_ms``
+the time to first token; ``error`` ``{code, message}`` or null.
 
 Lengths and ``seq`` count characters (Unicode code points) of the answer so far. A tab keeps
 the ``seq`` of each message and ignores a ``delta`` whose ``seq`` is not beyond it, so a
@@ -264,7 +265,7 @@ def message_view(message: Message, *, text: bool = True) -> dict[str, Any]:
         "role": message.role,
         "state": message.state,
         "seq": len(message.content),
-        "model": message.model_served,
+        "model": message.model_shown,
         "usage": usage,
         "ttft_ms": message.time_to_first_token_ms,
         "finish_reason": message.finish_reason,

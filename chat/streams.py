@@ -85,6 +85,7 @@ class Relay:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.message_id = 0
+        self.model_requested = ""
         self.group = ""
         self.listener: Listener | None = None
         self.attached = asyncio.Event()
@@ -153,6 +154,7 @@ class Relay:
         if self.task is None:
             raise RuntimeError("a relay is attached before it was started")
         self.message_id = started.answer.pk
+        self.model_requested = started.answer.model_requested
         self.group = protocol.conversation_group(started.conversation.pk)
         self.listener = listener
         self.task.set_name(f"chat-relay-{self.message_id}")
@@ -317,6 +319,7 @@ class Relay:
             )
             if message is None:
                 return  # deleted while it streamed: nobody is left to tell
+            message.model_requested = self.model_requested  # not read back, but shown
             frame = protocol.done_frame(message)
             if self.listener is not None:
                 with contextlib.suppress(Exception):

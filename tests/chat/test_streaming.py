@@ -206,6 +206,8 @@ async def test_each_upstream_error_status_ends_the_answer_in_error_with_a_senten
     assert (message.state, message.error_code) == (Message.State.ERROR, str(status))
     assert message.error_message == error["message"] != ""
     assert message.content == ""
+    # No model served it: the one asked for is named under it.
+    assert answer.done["message"]["model"] == f"sandbox/error-{status}"  # type: ignore[index]
     words = {401: "Reconnect", 402: "credits", 429: "again in 7 s", 503: "again in 3 s"}
     assert words.get(status, "") in message.error_message
 

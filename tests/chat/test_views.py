@@ -377,7 +377,9 @@ def test_an_address_in_an_answers_error_is_a_link(signed_in: Client, user: User)
         state=Message.State.ERROR,
         error_code="402",
         error_message=sentence,
+        model_requested="openai/gpt-4o",  # no model served it: the one asked for is named
     )
     page = signed_in.get(f"/chat/{conversation.pk}/").content.decode()
     url = f"{settings.OPENROUTER_URL}/settings/credits"
     assert f'<a href="{url}"' in page
+    assert '<span class="meta-model" title="The model of this answer">openai/gpt-4o</span>' in page

@@ -122,7 +122,7 @@ export function renderMeta(article, view) {
     meta.append(badge);
   }
   if (view.model) {
-    const model = span(view.model, "The model that served this answer");
+    const model = span(view.model, "The model of this answer");
     model.className = "meta-model";
     meta.append(model);
   }
