@@ -17,14 +17,17 @@ document.addEventListener("submit", (event) => {
   const question = event.target.dataset?.confirm;
   if (question && !window.confirm(question)) event.preventDefault();
 });
-// Pop-over menus (<details data-popover>) close on Escape and on a click anywhere outside them.
+// Pop-over menus (<details data-popover>) close on Escape and on a click anywhere outside them;
+// not for what happens in a modal dialog opened from one (the model picker from Settings).
 document.addEventListener("click", (event) => {
+  if (event.target.closest?.("dialog")) return; // (closed by now, if the click chose)
   for (const menu of document.querySelectorAll("details[data-popover][open]")) {
     if (!menu.contains(event.target)) menu.open = false;
   }
 });
 document.addEventListener("keydown", (event) => {
   if (event.key !== "Escape" || event.isComposing) return;
+  if (document.querySelector("dialog[open]")) return; // the dialog closes itself first
   const open = document.querySelectorAll("details[data-popover][open]");
   if (!open.length) return;
   for (const menu of open) menu.open = false;

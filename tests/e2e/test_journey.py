@@ -135,6 +135,20 @@ def a_new_conversation_has_its_menu_and_settings_at_once(page: Page) -> None:
     settings = page.locator(".chat-header .chat-settings")
     settings.locator("summary").click()
     expect(settings.locator("textarea[name=system_prompt]")).to_be_visible()
+    # Its model field opens the model picker; the choice fills the field and Settings stay
+    # open, Escape closing the picker first.
+    settings.locator(".choose-model").click()
+    page.fill("#picker-search", "claude-3-haiku")
+    page.click(".picker-option[data-model-id='anthropic/claude-3-haiku']")
+    expect(settings.locator("input[name=model]")).to_have_value("anthropic/claude-3-haiku")
+    expect(settings).to_have_attribute("open", "")
+    settings.locator(".choose-model").click()
+    page.keyboard.press("Escape")  # a search field's own Escape: it empties it
+    expect(page.locator("#picker-search")).to_have_value("")
+    page.keyboard.press("Escape")
+    expect(page.locator("#model-picker")).not_to_have_attribute("open", "")
+    expect(settings).to_have_attribute("open", "")
+    shoot(page, "chat-settings-model")
     page.keyboard.press("Escape")
     expect(settings).not_to_have_attribute("open", "")
     menu = row.locator(".conversation-menu")

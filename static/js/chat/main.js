@@ -246,6 +246,7 @@ function start(app) {
     const header = document.querySelector(".chat-header");
     if (settings && header && state.conversation === id && !header.querySelector(".chat-settings")) {
       header.append(document.adoptNode(settings));
+      addModelChooser(header);
     }
   }
 
@@ -367,7 +368,7 @@ function start(app) {
   // --- model picker -------------------------------------------------------------------------
 
   const label = document.getElementById("model-label");
-  setupPicker({
+  const openPicker = setupPicker({
     dialog: document.getElementById("model-picker"),
     button: document.getElementById("model-button"),
     url: app.dataset.modelsUrl,
@@ -379,6 +380,29 @@ function start(app) {
       if (state.conversation) rememberModel(model.id);
     },
   });
+
+  // A conversation's Settings (on the page, or added after its first send): its model field
+  // gets a button that opens the same picker.
+  function addModelChooser(root) {
+    const field = root.querySelector(".settings-panel input[name=model]");
+    if (!field || field.nextElementSibling?.classList.contains("choose-model")) return;
+    const choose = document.createElement("button");
+    choose.type = "button";
+    choose.className = "secondary small choose-model";
+    choose.textContent = "Choose…";
+    choose.setAttribute("aria-label", "Choose the model from OpenRouter's list");
+    field.after(choose);
+    choose.addEventListener("click", () =>
+      openPicker({
+        current: () => field.value,
+        onChoose(model) {
+          field.value = model.id;
+          field.focus();
+        },
+      }),
+    );
+  }
+  addModelChooser(document);
 
   async function rememberModel(model) {
     const token = document.querySelector("#model-picker input[name=csrfmiddlewaretoken]").value;

@@ -24,10 +24,14 @@ export function priceLine(model) {
 }
 
 /**
+ * The picker opens from `button`, for `current` and `onChoose`; the function returned opens it
+ * for other ones (a model field elsewhere on the page).
  * @param {{dialog: HTMLDialogElement, button: HTMLElement, url: string, current: () => string,
  *          onChoose: (model: {id: string, name: string}) => void}} options
+ * @returns {(chooser: {current: () => string, onChoose: (model: object) => void}) => void}
  */
 export function setupPicker({ dialog, button, url, current, onChoose }) {
+  let chooser = { current, onChoose };
   const search = dialog.querySelector("#picker-search");
   const free = dialog.querySelector("#picker-free");
   const price = dialog.querySelector("#picker-price");
@@ -81,7 +85,7 @@ export function setupPicker({ dialog, button, url, current, onChoose }) {
     choice.className = "picker-option";
     choice.setAttribute("role", "option");
     choice.dataset.modelId = model.id;
-    const selected = model.id === current();
+    const selected = model.id === chooser.current();
     choice.setAttribute("aria-selected", String(selected));
     const name = document.createElement("span");
     name.className = "picker-name";
@@ -91,7 +95,7 @@ export function setupPicker({ dialog, button, url, current, onChoose }) {
     line.textContent = detail;
     choice.append(name, line);
     choice.addEventListener("click", () => {
-      onChoose({ id: model.id, name: model.id ? model.id : model.name });
+      chooser.onChoose({ id: model.id, name: model.id ? model.id : model.name });
       dialog.close();
     });
     item.append(choice);
@@ -129,13 +133,17 @@ export function setupPicker({ dialog, button, url, current, onChoose }) {
       list.querySelector(".picker-option")?.focus();
     }
   });
-  button.addEventListener("click", () => {
+  function open(forChooser) {
+    chooser = forChooser;
     dialog.showModal();
     search.focus();
+    draw(); // the current choice marked for this chooser
     load().then(draw);
-  });
+  }
+  button.addEventListener("click", () => open({ current, onChoose }));
   // A click on the backdrop closes the dialog.
   dialog.addEventListener("click", (event) => {
     if (event.target === dialog) dialog.close();
   });
+  return open;
 }
