@@ -55,10 +55,17 @@ STALE_AFTER = settings.CHAT_STALE_AFTER
 
 
 def conversations_for(*, user: User, query: str = "") -> QuerySet[Conversation]:
-    """The user's conversations, most recently active first, optionally searched by title."""
+    """The user's conversations, most recently active first; with a ``query``, those whose
+    title or any of whose messages holds it (case aside). A scan of the user's messages, no
+    index: a person's own history, searched on demand (the list's live filter, as one types,
+    reads titles only)."""
     conversations = Conversation.objects.filter(user=user)
     if query.strip():
-        conversations = conversations.filter(title__icontains=query.strip())
+        words = query.strip()
+        mentioned = Message.objects.filter(conversation__user=user, content__icontains=words)
+        conversations = conversations.filter(
+            Q(title__icontains=words) | Q(pk__in=mentioned.values("conversation_id"))
+        )
     return conversations
 
 

@@ -44,12 +44,19 @@ def test_the_list_shows_my_conversations_most_recent_first(
     assert "What can I help with?" in page  # the prompt box starts a new conversation
 
 
-def test_the_list_searches_titles(signed_in: Client, user: User) -> None:
+def test_the_list_searches_titles_and_messages(
+    signed_in: Client, user: User, other_user: User
+) -> None:
     for title in ["Sorting lists", "Cooking pasta", "List comprehension"]:
         make_conversation(user, title=title)
+    pasta = Conversation.objects.get(title="Cooking pasta")
+    add_message(pasta, Message.Role.ASSISTANT, "Boil it, then toss with a LIST of sauces.")
+    theirs = make_conversation(other_user, title="Their lists")
+    add_message(theirs, Message.Role.USER, "my list")
     page = signed_in.get("/chat/", {"q": "list"}).content.decode()
-    assert sorted(titles(page)) == ["List comprehension", "Sorting lists"]
-    assert "No conversation titled like" in signed_in.get("/chat/", {"q": "zz"}).content.decode()
+    assert sorted(titles(page)) == ["Cooking pasta", "List comprehension", "Sorting lists"]
+    assert titles(signed_in.get("/chat/", {"q": "sauces"}).content.decode()) == ["Cooking pasta"]
+    assert "No conversation mentions" in signed_in.get("/chat/", {"q": "zz"}).content.decode()
 
 
 @pytest.mark.parametrize("pk", [7, 12345])

@@ -423,7 +423,7 @@ function start(app) {
       item.hidden = Boolean(words) && !item.dataset.title.includes(words);
       if (!item.hidden) shown += 1;
     }
-    // Said as the server says it after Enter (chat/_sidebar.html), not an empty list.
+    // Said, not an empty list; Enter asks the server, which reads the messages too.
     let none = document.getElementById("conversation-none-live");
     if (!none) {
       none = document.createElement("li");
@@ -435,7 +435,7 @@ function start(app) {
       other.hidden = Boolean(words);
     }
     none.hidden = shown > 0 || !words;
-    none.textContent = `No conversation titled like “${search.value.trim()}”.`;
+    none.textContent = `No conversation titled like “${search.value.trim()}”. Press Enter to search the messages too.`;
   });
   // At phone width the list is a drawer: ☰ opens it; ✕, Escape or a tap beside it closes it.
   const toggle = document.querySelector(".sidebar-toggle");
