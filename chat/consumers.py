@@ -133,6 +133,8 @@ class ChatConsumer(JsonConsumer):
                 await self._answer(
                     services.message_answer_again, message_id=message, failed_only=True
                 )
+            case protocol.Edit(message, text):
+                await self._answer(services.message_edit, message_id=message, text=text)
             case protocol.Stop(message):
                 await self._stop(message)
             case protocol.Ping():

@@ -23,6 +23,9 @@ type            fields                                       effect
                                                              answer replaces ``message``.
 ``retry``       ``message`` int                              The same, for an answer that ended in
                                                              ``error`` or ``interrupted``.
+``edit``        ``message`` int, ``text`` str                The last prompt (``message``) now
+                                                             reads ``text``: it is answered again,
+                                                             the new answer replacing the old.
 ``ping``        —                                            Answered with ``pong``.
 ==============  ===========================================  =====================================
 
@@ -160,11 +163,17 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class Edit:
+    message: int
+    text: str
+
+
+@dataclass(frozen=True)
 class Ping:
     pass
 
 
-Request = Subscribe | Send | Stop | Regenerate | Retry | Ping
+Request = Subscribe | Send | Stop | Regenerate | Retry | Edit | Ping
 
 
 def parse(frame: Any) -> Request:
@@ -185,6 +194,8 @@ def parse(frame: Any) -> Request:
         return Regenerate(_id(frame, "message"))
     if kind == "retry":
         return Retry(_id(frame, "message"))
+    if kind == "edit":
+        return Edit(_id(frame, "message"), _text(frame))
     if kind == "ping":
         return Ping()
     raise ChatError("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.")
@@ -199,6 +210,15 @@ def _id(frame: dict[str, Any], name: str, *, minimum: int = 1) -> int:
 
 def _send(frame: dict[str, Any]) -> Send:
     conversation = None if frame.get("conversation") is None else _id(frame, "conversation")
+    text = _text(frame)
+    model = frame.get("model")
+    if model is not None and (not isinstance(model, str) or not MODEL_ID.fullmatch(model)):
+        raise ChatError("bad_request", "'model' must be a model id such as openai/gpt-4o.")
+    return Send(conversation, text, model, _options(frame.get("options")))
+
+
+def _text(frame: dict[str, Any]) -> str:
+    """A prompt's text: not blank, storable, within the limit."""
     text = frame.get("text")
     if not isinstance(text, str) or not text.strip():
         raise ChatError("bad_request", "Type a message first.")
@@ -210,10 +230,7 @@ def _send(frame: dict[str, Any]) -> Send:
             f"That message is {len(text):,} characters long; the limit is "
             f"{settings.CHAT_MAX_MESSAGE_CHARS:,}.",
         )
-    model = frame.get("model")
-    if model is not None and (not isinstance(model, str) or not MODEL_ID.fullmatch(model)):
-        raise ChatError("bad_request", "'model' must be a model id such as openai/gpt-4o.")
-    return Send(conversation, text, model, _options(frame.get("options")))
+    return text
 
 
 def _storable(text: str) -> bool:

@@ -225,10 +225,24 @@ def _conversation_to_start(
     )
 
 
-def _messages_with(conversation: Conversation, text: str) -> list[dict[str, str]]:
-    """The conversation as the request carries it, and the prompt ``text`` after it."""
-    history = messages_for_upstream(conversation=conversation)
+def _messages_with(
+    conversation: Conversation, text: str, *, before: Message | None = None
+) -> list[dict[str, str]]:
+    """The conversation as the request carries it (up to ``before``), and the prompt ``text``
+    after it."""
+    history = messages_for_upstream(conversation=conversation, before=before)
     return [*history, {"role": Message.Role.USER, "content": text}]
+
+
+def message_edit(*, user: User, message_id: int, text: str, **answer: Any) -> Started:
+    """The last prompt (``message_id``) edited to read ``text``, and answered again: its answer
+    is replaced (``message_answer_again``; ``answer`` its other arguments)."""
+    prompt = _message_of(user=user, message_id=message_id)
+    after = Message.objects.filter(conversation_id=prompt.conversation_id, pk__gt=prompt.pk)
+    answers = list(after.order_by("pk")[:2])
+    if prompt.role != Message.Role.USER or len(answers) != 1:
+        raise ChatError("not_allowed", "Only the last message you sent can be edited.")
+    return message_answer_again(user=user, message_id=answers[0].pk, text=text, **answer)
 
 
 @transaction.atomic
@@ -238,13 +252,15 @@ def message_answer_again(
     message_id: int,
     writer: str,
     failed_only: bool = False,
+    text: str | None = None,
     client_ip: str = "",
     quota: Future[bytes | None] | None = None,
     on_request: OnRequest | None = None,
 ) -> Started:
     """Answer the last prompt again; the new answer replaces ``message_id`` (the last answer).
     ``failed_only``: a retry, allowed only for an answer that ended in error or was interrupted.
-    ``quota`` and ``on_request`` as for ``message_send``."""
+    ``text``: the prompt, edited (``message_edit``). ``quota`` and ``on_request`` as for
+    ``message_send``."""
     _quota_taken(quota, user_id=user.pk, client_ip=client_ip)
     old = _message_of(user=user, message_id=message_id)
     conversation = _locked_conversation(user=user, conversation_id=old.conversation_id)
@@ -256,8 +272,14 @@ def message_answer_again(
     prompt = conversation.messages.filter(pk__lt=old.pk, role=Message.Role.USER).last()
     if prompt is None:
         raise ChatError("not_allowed", "There is no prompt to answer.")
-    history = messages_for_upstream(conversation=conversation, before=old)
+    if text is None:
+        history = messages_for_upstream(conversation=conversation, before=old)
+    else:
+        history = _messages_with(conversation, text, before=prompt)
     payload = _request_ready(conversation, history, on_request)
+    if text is not None:
+        prompt.content = text
+        prompt.save(update_fields=["content", "updated_at"])
     replaces = old.pk  # delete() forgets it
     old.delete()
     conversation.save(update_fields=["updated_at"])  # moves it to the top of the list

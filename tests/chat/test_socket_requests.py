@@ -60,6 +60,7 @@ async def test_a_tab_can_open_only_its_own_conversations_and_messages(
         {"type": "stop", "message": answer.pk},
         {"type": "regenerate", "message": answer.pk},
         {"type": "retry", "message": answer.pk},
+        {"type": "edit", "message": answer.pk - 1, "text": "let me in"},
         {"type": "subscribe", "conversation": 10**9},
     ]
     for frame in refusals:
@@ -100,6 +101,8 @@ async def test_a_frame_that_needs_no_database_is_answered_while_the_database_thr
         ('{"type": "subscribe", "conversation": "1"}', "bad_request"),
         ('{"type": "stop", "message": true}', "bad_request"),
         ('{"type": "send", "conversation": null, "text": "   "}', "bad_request"),
+        ('{"type": "edit", "message": 1, "text": ""}', "bad_request"),
+        ('{"type": "edit", "text": "hi"}', "bad_request"),
         ('{"type": "send", "conversation": null, "text": 5}', "bad_request"),
         ('{"type": "send", "conversation": null, "text": "hi", "model": "a b"}', "bad_request"),
         (
@@ -352,6 +355,43 @@ async def test_retry_after_an_error_replaces_the_failed_answer(tabs: Any, cookie
     again = await tab.answer()
     assert again.started["replaces"] == retried.message_id  # type: ignore[index]
     assert again.text == retried.text  # the sandbox is deterministic
+
+
+async def test_editing_the_last_prompt_answers_it_again_as_it_now_reads(
+    tabs: Any, cookie: bytes
+) -> None:
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello")
+    first = await tab.answer()
+    conversation = first.started["conversation"]["id"]  # type: ignore[index]
+    await tab.send(type="send", conversation=conversation, text="and then?")
+    second = await tab.answer()
+    first_prompt = first.message_id - 1  # a prompt and its answer are inserted together
+
+    await tab.send(type="edit", message=first_prompt, text="not the last one")
+    assert (await tab.expect("error"))["code"] == "not_allowed"
+    await tab.send(type="edit", message=second.message_id, text="an answer is no prompt")
+    assert (await tab.expect("error"))["code"] == "not_allowed"
+
+    await tab.send(type="edit", message=second.message_id - 1, text="tell me about tides")
+    edited = await tab.answer()
+    assert edited.started["replaces"] == second.message_id  # type: ignore[index]
+    assert edited.started["user"] == {  # type: ignore[index]
+        **edited.started["user"],  # type: ignore[index]
+        "id": second.message_id - 1,
+        "text": "tell me about tides",
+    }
+    assert edited.state == "complete"
+    assert edited.text == reply_text(model=DEFAULT_CHAT_MODEL, prompt="tell me about tides")
+    stored = await sync_to_async(list)(
+        Message.objects.filter(conversation_id=conversation).values_list("role", "content")
+    )
+    assert stored == [
+        ("user", "hello"),
+        ("assistant", first.text),
+        ("user", "tell me about tides"),
+        ("assistant", edited.text),
+    ]
 
 
 async def test_a_stop_reaches_an_answer_through_its_writer_channel(

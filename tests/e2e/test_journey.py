@@ -206,6 +206,27 @@ def an_error_model_shows_its_sentence(page: Page) -> None:
     shoot(page, "chat-error")
 
 
+def the_last_prompt_can_be_edited(page: Page) -> None:
+    """Edit on the last prompt: changed in place, sent with Enter, its answer replaced."""
+    with page.expect_response(lambda r: r.request.method == "POST" and "/model/" in r.url):
+        pick_model(page, "openai/gpt-4o")  # stored as the conversation's model
+    prompt = page.locator(".msg[data-role=user]").last
+    failed_id = page.locator(".msg[data-role=assistant]").last.get_attribute("data-message-id")
+    expect(page.locator(".msg[data-role=user] [data-action=edit]")).to_have_count(1)
+    prompt.locator("[data-action=edit]").click()
+    editor = prompt.locator(".msg-editor textarea")
+    expect(editor).to_have_value("Hello?")
+    editor.fill("Hello, edited")
+    shoot(page, "chat-editing")
+    editor.press("Enter")
+    expect(prompt.locator(".msg-editor")).to_have_count(0)
+    expect(prompt.locator(".message-body")).to_have_text("Hello, edited")
+    expect(page.locator(f".msg[data-message-id='{failed_id}']")).to_have_count(0)  # replaced
+    answer = page.locator(".msg[data-role=assistant]").last
+    expect(answer).to_have_attribute("data-state", "complete", timeout=30_000)
+    expect(answer.locator(".meta-model")).to_have_text("openai/gpt-4o")
+
+
 def a_silent_answer_says_so_until_it_ends(page: Page) -> None:
     """sandbox/stall sends a word, then nothing: the page says so (after CHAT_SILENCE_HINT, 1 s
     in the tests) until the server's idle limit (3 s here) ends the answer as interrupted."""
@@ -268,6 +289,7 @@ def test_a_new_users_whole_journey(page: Page, browser: Browser, stack: str) -> 
     the_phone_drawer_opens_and_closes_every_way(page)
     stop_keeps_the_partial_answer(page)
     an_error_model_shows_its_sentence(page)
+    the_last_prompt_can_be_edited(page)
     a_silent_answer_says_so_until_it_ends(page)
     a_reload_mid_answer_continues(page)
     html_in_a_reply_does_not_run(page)

@@ -127,8 +127,19 @@ function start(app) {
     const entries = [...state.entries.values()].sort((a, b) => a.id - b.id);
     const last = entries[entries.length - 1];
     for (const entry of entries) {
-      entry.el.querySelector(".msg-actions")?.remove();
-      if (entry.role !== "assistant" || entry.state === "streaming") continue;
+      entry.el.querySelector(":scope > .msg-actions")?.remove();
+      if (entry.role === "user") {
+        // The last prompt, answered, can be edited (and so answered again).
+        const editable = entry === entries[entries.length - 2] && !streaming && connected;
+        if (editable && !entry.el.querySelector(".msg-editor")) {
+          const actions = document.createElement("div");
+          actions.className = "msg-actions";
+          actions.append(actionButton("edit", "Edit"));
+          entry.el.append(actions);
+        }
+        continue;
+      }
+      if (entry.state === "streaming") continue;
       const actions = document.createElement("div");
       actions.className = "msg-actions";
       if (entry.source) actions.append(actionButton("copy", "Copy")); // not for an empty error
@@ -138,6 +149,55 @@ function start(app) {
       }
       if (actions.childElementCount) entry.el.append(actions);
     }
+  }
+
+  /** The last prompt, edited in place: sent as an ``edit``, answered again. */
+  function startEditing(entry) {
+    if (entry.el.querySelector(".msg-editor")) return;
+    const editor = document.createElement("form");
+    editor.className = "msg-editor";
+    const area = document.createElement("textarea");
+    area.value = entry.source;
+    area.maxLength = textarea.maxLength;
+    area.rows = Math.min(10, entry.source.split("\n").length + 1);
+    area.setAttribute("aria-label", "Your message, edited");
+    const buttons = document.createElement("div");
+    buttons.className = "msg-actions";
+    const save = actionButton("edit-send", "Send");
+    save.type = "submit";
+    save.className = "small";
+    buttons.append(save, actionButton("edit-cancel", "Cancel"));
+    editor.append(area, buttons);
+    entry.body.hidden = true;
+    entry.el.querySelector(":scope > .msg-actions")?.remove();
+    entry.el.append(editor);
+    area.focus();
+    area.setSelectionRange(area.value.length, area.value.length);
+    editor.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!area.value.trim()) return;
+      if (streamingEntry()) {
+        showError("An answer is still coming: wait for it or stop it.");
+        return;
+      }
+      send({ type: "edit", message: entry.id, text: area.value }); // kept open until started
+    });
+    area.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        editor.requestSubmit();
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        stopEditing(entry);
+      }
+    });
+  }
+
+  function stopEditing(entry) {
+    if (!entry?.el.querySelector(".msg-editor")) return;
+    entry.el.querySelector(".msg-editor").remove();
+    entry.body.hidden = false;
+    refreshControls();
   }
 
   function actionButton(action, label) {
@@ -178,6 +238,7 @@ function start(app) {
     started(frame) {
       if (frame.replaces) remove(frame.replaces);
       if (!state.conversation) becomeConversation(frame.conversation);
+      stopEditing(state.entries.get(frame.user.id)); // an edit went through (here or elsewhere)
       upsert(frame.user);
       upsert(frame.message);
       state.following = true;
@@ -356,6 +417,10 @@ function start(app) {
       flash(target, "Copied");
     } else if (entry && (target.dataset.action === "regenerate" || target.dataset.action === "retry")) {
       send({ type: target.dataset.action, message: entry.id });
+    } else if (entry && target.dataset.action === "edit") {
+      startEditing(entry);
+    } else if (entry && target.dataset.action === "edit-cancel") {
+      stopEditing(entry);
     }
   });
 
