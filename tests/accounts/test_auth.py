@@ -43,6 +43,34 @@ def test_sign_up_refuses_a_taken_email_and_a_weak_password(client: Client) -> No
     assert User.objects.count() == 1
 
 
+def test_sign_up_shows_each_error_under_its_own_field(client: Client) -> None:
+    """Not above the field's label (form.as_p), where it reads as the field above's."""
+    weak = client.post(
+        "/accounts/signup/",
+        {"email": "new@example.com", "password1": "123", "password2": "123"},
+    ).content.decode()
+    assert (
+        weak.index('id="id_password1"') < weak.index("too short") < weak.index('id="id_password2"')
+    )
+    assert weak.index("too common") < weak.index('id="id_password2"')
+    assert weak.index('id="id_email"') < weak.index('id="id_password1"')  # the order is kept
+
+    mismatch = client.post(
+        "/accounts/signup/",
+        {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD + "!"},
+    ).content.decode()
+    assert mismatch.index('id="id_password2"') < mismatch.index("the same password")
+
+
+def test_a_forms_own_errors_come_before_its_fields(client: Client) -> None:
+    make_user("grace@example.com")
+    page = client.post(
+        "/accounts/login/", {"login": "grace@example.com", "password": "nope"}
+    ).content.decode()
+    assert page.index('class="errorlist nonfield"') < page.index("not correct")
+    assert page.index("not correct") < page.index('id="id_login"')
+
+
 def test_log_in_with_email_then_log_out(client: Client) -> None:
     make_user("grace@example.com")
     response = client.post(
