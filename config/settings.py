@@ -187,6 +187,9 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Switchboard <noreply@
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# allauth's English in sentence case, as the rest of the site (locale/en/LC_MESSAGES/django.po):
+# a few catalogue entries instead of copies of a dozen of its templates.
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 STATIC_URL = "static/"

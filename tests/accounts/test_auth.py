@@ -71,6 +71,40 @@ def test_a_forms_own_errors_come_before_its_fields(client: Client) -> None:
     assert page.index("not correct") < page.index('id="id_login"')
 
 
+TITLE_CASE = re.compile(r"\b[A-Z][a-z]+(?:[ -][A-Z][a-z]+)+\b")  # "Sign In", "Reset My Password"
+
+
+def words_shown(html: str) -> str:
+    """The title and the main part's text, tags dropped."""
+    title = re.search(r"<title>(.*?)</title>", html, re.S)
+    main = re.search(r"<main.*?</main>", html, re.S)
+    assert title and main
+    return re.sub(r"<[^>]+>", " ", title[1] + " " + main[0])
+
+
+def test_allauths_pages_speak_in_sentence_case_as_the_rest_of_the_site(client: Client) -> None:
+    pages = ["/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"]
+    shown = {path: words_shown(client.get(path).content.decode()) for path in pages}
+    assert "Sign in" in shown["/accounts/login/"]
+    assert "Reset my password" in shown["/accounts/password/reset/"]
+    client.force_login(make_user())
+    for path in ["/accounts/password/change/", "/accounts/email/", "/accounts/logout/"]:
+        shown[path] = words_shown(client.get(path).content.decode())
+    assert "Change password" in shown["/accounts/password/change/"]
+    assert "New password (again)" in shown["/accounts/password/change/"]
+    for path, words in shown.items():
+        assert not TITLE_CASE.findall(words), path
+
+
+def test_the_confirmation_mails_subject_is_in_sentence_case(client: Client) -> None:
+    client.post(
+        "/accounts/signup/",
+        {"email": "ada@example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    (message,) = mail.outbox
+    assert message.subject.endswith("Please confirm your email address")
+
+
 def test_log_in_with_email_then_log_out(client: Client) -> None:
     make_user("grace@example.com")
     response = client.post(
