@@ -114,6 +114,9 @@ def test_log_in_with_email_then_log_out(client: Client) -> None:
     assert "grace@example.com" in response.content.decode()
     response = client.post("/accounts/logout/", follow=True)
     assert not response.context["user"].is_authenticated
+    # Said on the page signing out lands on (a flash message: its cookie outlives the session).
+    assert response.redirect_chain[-1][0] == "/"
+    assert '<p class="message success">You have signed out.</p>' in response.content.decode()
 
 
 def test_a_wrong_password_is_refused_with_a_message(client: Client) -> None:

@@ -280,5 +280,6 @@ def test_a_new_users_whole_journey(page: Page, browser: Browser, stack: str) -> 
 
     page.click("nav >> text=Sign out")
     expect(page.locator("nav")).to_contain_text("Sign in")
+    expect(page.locator(".message.success")).to_have_text("You have signed out.")
     response = page.goto(f"{stack}/chat/{conversation_id}/")
     assert "/accounts/login/" in page.url
