@@ -190,6 +190,12 @@ def an_error_model_shows_its_sentence(page: Page) -> None:
     expect(answer).to_have_attribute("data-state", "error")
     expect(answer.locator(".msg-error")).to_contain_text("credits are used up")
     shoot(page, "chat-error")
+    # A refused key, live: its sentence's "Reconnect your OpenRouter account" links to where.
+    pick_model(page, "sandbox/error-401")
+    answer = send(page, "Hello again?")
+    link = answer.locator(".msg-error a")
+    expect(link).to_have_text("Reconnect your OpenRouter account")
+    assert (link.get_attribute("href") or "").endswith("/account/#openrouter")
 
 
 def a_silent_answer_says_so_until_it_ends(page: Page) -> None:
