@@ -33,6 +33,7 @@ def test_sign_up_refuses_a_taken_email_and_a_weak_password(client: Client) -> No
         "/accounts/signup/",
         {"email": "taken@example.com", "password1": PASSWORD, "password2": PASSWORD},
     )
+    # Said, with optional email verification (README, "Decisions": enumeration at sign-up).
     assert "already registered" in taken.content.decode()
     weak = client.post(
         "/accounts/signup/",
@@ -103,6 +104,20 @@ def test_the_confirmation_mails_subject_is_in_sentence_case(client: Client) -> N
     )
     (message,) = mail.outbox
     assert message.subject.endswith("Please confirm your email address")
+
+
+def test_password_reset_answers_the_same_whether_or_not_an_address_has_an_account(
+    client: Client,
+) -> None:
+    make_user("grace@example.com")
+    known = client.post("/accounts/password/reset/", {"email": "grace@example.com"})
+    unknown = client.post("/accounts/password/reset/", {"email": "nobody@example.com"})
+    assert known.status_code == unknown.status_code == 302
+    assert known["Location"] == unknown["Location"] == "/accounts/password/reset/done/"
+    assert [message.to for message in mail.outbox] == [
+        ["grace@example.com"],
+        ["nobody@example.com"],
+    ]
 
 
 def test_log_in_with_email_then_log_out(client: Client) -> None:
