@@ -1,7 +1,11 @@
+from datetime import datetime
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import formats, timezone
+from django.utils.html import format_html
 
 from accounts.models import OpenRouterKey, User
 
@@ -20,7 +24,9 @@ class OpenRouterKeyInline(admin.StackedInline):
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     ordering = ("-date_joined",)
-    list_display = ("email", "connected", "is_staff", "is_active", "date_joined", "last_login")
+    # Fits a 1280 px window beside the filters: short headers, dates without the time (the
+    # time shows on hover), and long addresses wrap (css/admin.css).
+    list_display = ("email", "connected", "staff", "active", "joined", "last_sign_in")
     list_filter = ("is_staff", "is_active", "date_joined")
     search_fields = ("email", "first_name", "last_name")
     inlines = [OpenRouterKeyInline]
@@ -35,12 +41,45 @@ class UserAdmin(BaseUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).select_related("openrouter_key")
 
     @admin.display(boolean=True, description="OpenRouter")
     def connected(self, user: User) -> bool:
         return hasattr(user, "openrouter_key")
+
+    @admin.display(boolean=True, description="Staff", ordering="is_staff")
+    def staff(self, user: User) -> bool:
+        return user.is_staff
+
+    @admin.display(boolean=True, description="Active", ordering="is_active")
+    def active(self, user: User) -> bool:
+        return user.is_active
+
+    @admin.display(description="Joined", ordering="date_joined")
+    def joined(self, user: User) -> str | None:
+        return _day(user.date_joined)
+
+    @admin.display(description="Last sign-in", ordering="last_login")
+    def last_sign_in(self, user: User) -> str | None:
+        return _day(user.last_login)
+
+
+def _day(moment: datetime | None) -> str | None:
+    """``2026-12-06``, its full time in a tooltip; None (the admin's "-") for never."""
+    if moment is None:
+        return None
+    moment = timezone.localtime(moment)
+    full = formats.date_format(moment, "DATETIME_FORMAT")
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        moment.isoformat(),
+        full,
+        moment.date().isoformat(),
+    )
 
 
 @admin.register(OpenRouterKey)

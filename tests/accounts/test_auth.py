@@ -33,6 +33,7 @@ def test_sign_up_refuses_a_taken_email_and_a_weak_password(client: Client) -> No
         "/accounts/signup/",
         {"email": "taken@example.com", "password1": PASSWORD, "password2": PASSWORD},
     )
+    # Said, with optional email verification (README, "Decisions": enumeration at sign-up).
     assert "already registered" in taken.content.decode()
     weak = client.post(
         "/accounts/signup/",
@@ -41,6 +42,82 @@ def test_sign_up_refuses_a_taken_email_and_a_weak_password(client: Client) -> No
     assert weak.status_code == 200
     assert "too short" in weak.content.decode()
     assert User.objects.count() == 1
+
+
+def test_sign_up_shows_each_error_under_its_own_field(client: Client) -> None:
+    """Not above the field's label (form.as_p), where it reads as the field above's."""
+    weak = client.post(
+        "/accounts/signup/",
+        {"email": "new@example.com", "password1": "123", "password2": "123"},
+    ).content.decode()
+    assert (
+        weak.index('id="id_password1"') < weak.index("too short") < weak.index('id="id_password2"')
+    )
+    assert weak.index("too common") < weak.index('id="id_password2"')
+    assert weak.index('id="id_email"') < weak.index('id="id_password1"')  # the order is kept
+
+    mismatch = client.post(
+        "/accounts/signup/",
+        {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD + "!"},
+    ).content.decode()
+    assert mismatch.index('id="id_password2"') < mismatch.index("the same password")
+
+
+def test_a_forms_own_errors_come_before_its_fields(client: Client) -> None:
+    make_user("grace@example.com")
+    page = client.post(
+        "/accounts/login/", {"login": "grace@example.com", "password": "nope"}
+    ).content.decode()
+    assert page.index('class="errorlist nonfield"') < page.index("not correct")
+    assert page.index("not correct") < page.index('id="id_login"')
+
+
+TITLE_CASE = re.compile(r"\b[A-Z][a-z]+(?:[ -][A-Z][a-z]+)+\b")  # "Sign In", "Reset My Password"
+
+
+def words_shown(html: str) -> str:
+    """The title and the main part's text, tags dropped."""
+    title = re.search(r"<title>(.*?)</title>", html, re.S)
+    main = re.search(r"<main.*?</main>", html, re.S)
+    assert title and main
+    return re.sub(r"<[^>]+>", " ", title[1] + " " + main[0])
+
+
+def test_allauths_pages_speak_in_sentence_case_as_the_rest_of_the_site(client: Client) -> None:
+    pages = ["/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"]
+    shown = {path: words_shown(client.get(path).content.decode()) for path in pages}
+    assert "Sign in" in shown["/accounts/login/"]
+    assert "Reset my password" in shown["/accounts/password/reset/"]
+    client.force_login(make_user())
+    for path in ["/accounts/password/change/", "/accounts/email/", "/accounts/logout/"]:
+        shown[path] = words_shown(client.get(path).content.decode())
+    assert "Change password" in shown["/accounts/password/change/"]
+    assert "New password (again)" in shown["/accounts/password/change/"]
+    for path, words in shown.items():
+        assert not TITLE_CASE.findall(words), path
+
+
+def test_the_confirmation_mails_subject_is_in_sentence_case(client: Client) -> None:
+    client.post(
+        "/accounts/signup/",
+        {"email": "ada@example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    (message,) = mail.outbox
+    assert message.subject.endswith("Please confirm your email address")
+
+
+def test_password_reset_answers_the_same_whether_or_not_an_address_has_an_account(
+    client: Client,
+) -> None:
+    make_user("grace@example.com")
+    known = client.post("/accounts/password/reset/", {"email": "grace@example.com"})
+    unknown = client.post("/accounts/password/reset/", {"email": "nobody@example.com"})
+    assert known.status_code == unknown.status_code == 302
+    assert known["Location"] == unknown["Location"] == "/accounts/password/reset/done/"
+    assert [message.to for message in mail.outbox] == [
+        ["grace@example.com"],
+        ["nobody@example.com"],
+    ]
 
 
 def test_log_in_with_email_then_log_out(client: Client) -> None:
@@ -52,6 +129,9 @@ def test_log_in_with_email_then_log_out(client: Client) -> None:
     assert "grace@example.com" in response.content.decode()
     response = client.post("/accounts/logout/", follow=True)
     assert not response.context["user"].is_authenticated
+    # Said on the page signing out lands on (a flash message: its cookie outlives the session).
+    assert response.redirect_chain[-1][0] == "/"
+    assert '<p class="message success">You have signed out.</p>' in response.content.decode()
 
 
 def test_a_wrong_password_is_refused_with_a_message(client: Client) -> None:

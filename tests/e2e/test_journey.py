@@ -204,6 +204,12 @@ def an_error_model_shows_its_sentence(page: Page) -> None:
     expect(answer).to_have_attribute("data-state", "error")
     expect(answer.locator(".msg-error")).to_contain_text("credits are used up")
     shoot(page, "chat-error")
+    # A refused key, live: its sentence's "Reconnect your OpenRouter account" links to where.
+    pick_model(page, "sandbox/error-401")
+    answer = send(page, "Hello again?")
+    link = answer.locator(".msg-error a")
+    expect(link).to_have_text("Reconnect your OpenRouter account")
+    assert (link.get_attribute("href") or "").endswith("/account/#openrouter")
 
 
 def the_last_prompt_can_be_edited(page: Page) -> None:
@@ -316,5 +322,6 @@ def test_a_new_users_whole_journey(page: Page, browser: Browser, stack: str) -> 
 
     page.click("nav >> text=Sign out")
     expect(page.locator("nav")).to_contain_text("Sign in")
+    expect(page.locator(".message.success")).to_have_text("You have signed out.")
     response = page.goto(f"{stack}/chat/{conversation_id}/")
     assert "/accounts/login/" in page.url

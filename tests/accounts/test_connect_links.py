@@ -1,0 +1,74 @@
+"""Sentences asking the user to (re)connect OpenRouter link to where they can, on HTML pages."""
+
+import pytest
+from django.test import Client
+
+from accounts.services import NotConnected
+from chat.models import Conversation
+from generations.models import Generation
+from openrouter.errors import OpenRouterError
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+RECONNECT = '<a href="/account/#openrouter">Reconnect your OpenRouter account</a>.'
+CONNECT = '<a href="/account/#openrouter">Connect your OpenRouter account</a> first.'
+
+
+def test_a_refused_keys_sentence_links_to_the_account_page_on_a_3d_object_and_its_card(
+    client: Client,
+) -> None:
+    user = make_user()
+    client.force_login(user)
+    refused = OpenRouterError.from_status(401)
+    generation = Generation.objects.create(
+        user=user, prompt="a cube", state="failed", error_code="401", error_message=refused.message
+    )
+    assert RECONNECT in client.get(generation.get_absolute_url()).content.decode()
+    assert RECONNECT in client.get("/generations/").content.decode()
+
+
+def test_a_3d_object_made_without_a_key_says_where_to_connect(client: Client) -> None:
+    user = make_user()
+    client.force_login(user)
+    Generation.objects.create(
+        user=user,
+        prompt="a cube",
+        state="failed",
+        error_code="not_connected",
+        error_message=NotConnected.message,
+    )
+    assert CONNECT in client.get("/generations/").content.decode()
+    # The same sentence as a flash message, after asking for one without a key.
+    page = client.post("/generations/new/", {"prompt": "a cone"}, follow=True)
+    assert f'<p class="message error">{CONNECT}</p>' in page.content.decode()
+
+
+def test_a_chat_answer_refused_for_its_key_links_to_the_account_page(client: Client) -> None:
+    user = make_user()
+    client.force_login(user)
+    conversation = Conversation.objects.create(user=user, title="Hi")
+    conversation.messages.create(role="user", content="Hello?")
+    conversation.messages.create(
+        role="assistant",
+        state="error",
+        error_code="401",
+        error_message=OpenRouterError.from_status(401).message,
+    )
+    page = client.get(f"/chat/{conversation.pk}/").content.decode()
+    assert (
+        f'<p class="msg-error" role="alert">Your OpenRouter key was not accepted. {RECONNECT}'
+        in page
+    )
+    assert RECONNECT in page
+
+
+def test_the_rest_of_a_sentence_stays_escaped_text(client: Client) -> None:
+    user = make_user()
+    client.force_login(user)
+    said = "<b>bad</b>. Connect your OpenRouter account first."
+    generation = Generation.objects.create(
+        user=user, prompt="a cube", state="failed", error_code="400", error_message=said
+    )
+    page = client.get(generation.get_absolute_url()).content.decode()
+    assert f"&lt;b&gt;bad&lt;/b&gt;. {CONNECT}" in page
