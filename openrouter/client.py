@@ -38,7 +38,7 @@ import httpx
 import orjson
 from django.conf import settings
 
-from openrouter.errors import OpenRouterError, error_from_body
+from openrouter.errors import OpenRouterError, error_from_body, size_in_words
 from openrouter.streaming import Failed, StreamEvent, StreamLost, chunk_error, parse_stream
 
 USER_AGENT = "Switchboard/0.1 (+https://github.com/switchboard)"
@@ -533,7 +533,9 @@ def generate_object(
             timeout=timeouts(limit),
         ) as response,
     ):
-        body = _read_bounded(response, max_bytes=max_bytes, deadline=time.monotonic() + limit)
+        body = _read_bounded(
+            response, max_bytes=max_bytes, deadline=time.monotonic() + limit, whole_answer=True
+        )
     if response.status_code == 404:
         raise OpenRouterError(
             404, "The configured OpenRouter upstream does not offer 3D generation."
@@ -551,15 +553,30 @@ def generate_object(
     ]
 
 
-TOO_LARGE = "A generated file was larger than the allowed size."
+def too_large(max_bytes: int, *, whole_answer: bool = False) -> OpenRouterError:
+    """The refusal of an output (or of a whole answer) over its size limit, naming the limit."""
+    limit = size_in_words(max_bytes)
+    if whole_answer:
+        message = (
+            f"OpenRouter's answer was larger than {limit}, the most we accept at once. "
+            "Ask for fewer objects, or try again."
+        )
+    else:
+        message = (
+            f"A generated object was larger than {limit}, the most we keep for one object. "
+            "Try again, or describe a simpler object."
+        )
+    return OpenRouterError(413, message)
 
 
-def _read_bounded(response: httpx.Response, *, max_bytes: int, deadline: float) -> bytes:
+def _read_bounded(
+    response: httpx.Response, *, max_bytes: int, deadline: float, whole_answer: bool = False
+) -> bytes:
     chunks, size = [], 0
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > max_bytes:
-            raise OpenRouterError(413, TOO_LARGE)
+            raise too_large(max_bytes, whole_answer=whole_answer)
         if time.monotonic() > deadline:
             raise OpenRouterError.timeout("total deadline passed")
         chunks.append(chunk)
@@ -634,7 +651,7 @@ def download(url: str, *, max_bytes: int, allow_private: bool = False) -> bytes:
             if response.status_code != 200:
                 raise error_from(response, response.read())
             if int(response.headers.get("content-length") or 0) > max_bytes:
-                raise OpenRouterError(413, TOO_LARGE)
+                raise too_large(max_bytes)
             return _read_bounded(response, max_bytes=max_bytes, deadline=time.monotonic() + 60)
     raise OpenRouterError(400, "Too many redirects while downloading an output.")
 
@@ -643,7 +660,7 @@ def fetch_output(output: MediaOutput, *, max_bytes: int, allow_private: bool = F
     """The bytes of one output, from its ``uri`` when present, else from its ``url``."""
     if output.uri:
         if len(output.uri) > max_bytes * 4 // 3 + 1024:
-            raise OpenRouterError(413, TOO_LARGE)
+            raise too_large(max_bytes)
         return decode_uri(output.uri)
     assert output.url
     return download(output.url, max_bytes=max_bytes, allow_private=allow_private)

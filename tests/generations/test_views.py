@@ -78,6 +78,16 @@ def test_a_blank_model_means_the_default(connected_client: Client) -> None:
     assert Generation.objects.get().model == "openai/shap-e"
 
 
+def test_the_form_states_the_size_limit_of_an_object(
+    connected_client: Client, settings: Any
+) -> None:
+    page = connected_client.get(reverse("generations:index")).content.decode()
+    assert "Objects up to 20 MB each." in page
+    settings.GENERATION_MAX_OUTPUT_BYTES = 5 * 1024 * 1024 // 2
+    page = connected_client.get(reverse("generations:index")).content.decode()
+    assert "Objects up to 2.5 MB each." in page
+
+
 def test_past_the_in_flight_cap_the_form_says_why(connected_client: Client, settings: Any) -> None:
     settings.GENERATIONS_IN_FLIGHT_PER_USER = 1
     create(connected_client)

@@ -109,7 +109,7 @@ def test_a_transient_502_is_retried_and_then_succeeds(connected_client: Client) 
         ("sandbox/error-451", "a cube", "451", "moderation flagged this input"),
         ("openai/shap-e", "a flagged cube", "451", "moderation flagged this input"),
         ("sandbox/no-3d", "a cube", "404", "upstream does not offer 3D generation"),
-        ("openai/shap-e", "a huge cube", "413", "larger than the allowed size"),
+        ("openai/shap-e", "a huge cube", "413", "larger than 20 MB, the most we keep"),
     ],
 )
 def test_a_permanent_error_fails_at_once_with_its_code_and_sentence(
