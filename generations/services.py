@@ -94,6 +94,27 @@ MAX_REDISPATCHES = 3
 DATABASE_DOWN = (OperationalError, InterfaceError)
 SNAPSHOT_SIZE = 100  # generations sent to a page when its socket (re)connects
 
+# What a user reads when a generation fails on our side, by its error code: what happened and
+# what to do, in plain words (not "worker", "queue" or "upstream", which name our machinery).
+FAILURE_SENTENCES = {
+    "queue": "Your request could not be started just now. Try again in a moment.",
+    "worker_lost": (
+        "The generation was interrupted on our side too many times, so it was stopped. Try again."
+    ),
+    "internal": "Something went wrong on our side. Try again.",
+    "stalled": "The generation stopped making progress on our side and was given up. Try again.",
+    "lost": "The generation never started: the request was lost on our side. Try again.",
+}
+
+
+def timeout_sentence() -> str:
+    minutes = max(1, settings.GENERATION_TIME_LIMIT // 60)
+    limit = "1 minute" if minutes == 1 else f"{minutes} minutes"
+    return (
+        f"The generation took longer than {limit}, the most allowed, so it was "
+        "stopped. Try again, perhaps with fewer inference steps or objects."
+    )
+
 
 class GenerationLimitReached(Exception):
     """The user may not start another generation now; ``message`` says why."""
@@ -177,9 +198,7 @@ def generation_dispatch(*, generation: Generation) -> None:
         run_generation.delay(generation.pk)
     except Exception:
         log.exception("could not queue generation %s", generation.pk)
-        fields = generation.mark_failed(
-            "queue", "The job could not be queued. Try again in a moment.", now=timezone.now()
-        )
+        fields = generation.mark_failed("queue", FAILURE_SENTENCES["queue"], now=timezone.now())
         generation.save(update_fields=fields)
         generation_notify(generation=generation)
 
@@ -260,12 +279,10 @@ def _attempt(generation: Generation, token: str, retries_left: bool) -> None:
             raise
         _finish_failed(generation, token, exc.code, exc.message)
     except SoftTimeLimitExceeded:
-        minutes = max(1, settings.GENERATION_TIME_LIMIT // 60)
-        message = f"The generation took longer than the {minutes}-minute limit and was stopped."
-        _finish_failed(generation, token, "timeout", message)
+        _finish_failed(generation, token, "timeout", timeout_sentence())
     except Exception:
         log.exception("generation %s failed unexpectedly", generation_id)
-        _finish_failed(generation, token, "internal", "Something went wrong on our side. Retry.")
+        _finish_failed(generation, token, "internal", FAILURE_SENTENCES["internal"])
 
 
 def generation_claim(
@@ -319,8 +336,7 @@ def _live_claim_remaining(generation_id: int) -> float | None:
 
 
 def _give_up(generation: Generation, previous: dict[str, str], now: datetime) -> None:
-    message = "The job was interrupted too many times (its worker stopped). Try again."
-    fields = generation.mark_failed("worker_lost", message, now=now)
+    fields = generation.mark_failed("worker_lost", FAILURE_SENTENCES["worker_lost"], now=now)
     if _compare_and_set(generation, previous, fields):
         generation_notify(generation=generation)
 
@@ -505,7 +521,7 @@ def generation_sweep(*, now: datetime | None = None) -> int:
     stuck = Generation.objects.filter(
         state__in=[State.QUEUED, State.RUNNING], claimed_at__lt=now - limit
     )
-    message = "The generation stopped responding and was given up. Try again."
+    message = FAILURE_SENTENCES["stalled"]
     swept = 0
     for generation in stuck:
         seen = {"state": generation.state, "claim_token": generation.claim_token}
@@ -528,7 +544,7 @@ def generations_redispatch(*, now: datetime | None = None) -> int:
     forgotten = Generation.objects.filter(
         state=State.QUEUED, claimed_at__isnull=True, queued_at__lt=now - REDISPATCH_AFTER
     )
-    message = "The job was lost from the queue and could not be started. Try again."
+    message = FAILURE_SENTENCES["lost"]
     sent = 0
     for generation in forgotten:
         seen = {"state": State.QUEUED, "claimed_at": None, "queued_at": generation.queued_at}

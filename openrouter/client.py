@@ -514,6 +514,12 @@ class MediaOutput:
     url: str | None = None
 
 
+NO_3D = (
+    "OpenRouter does not offer 3D generation at the moment, so the object could not be made. "
+    "Try again later."
+)
+
+
 def generate_object(
     api_key: str, payload: dict[str, Any], *, max_bytes: int = 256 * 1024 * 1024
 ) -> list[MediaOutput]:
@@ -537,9 +543,7 @@ def generate_object(
             response, max_bytes=max_bytes, deadline=time.monotonic() + limit, whole_answer=True
         )
     if response.status_code == 404:
-        raise OpenRouterError(
-            404, "The configured OpenRouter upstream does not offer 3D generation."
-        )
+        raise OpenRouterError(404, NO_3D)
     data = _checked(response, body)
     outputs = data.get("generations") if isinstance(data, dict) else None
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
@@ -596,6 +600,25 @@ def decode_uri(uri: str) -> bytes:
         raise OpenRouterError.bad_response("an output that is not valid base64") from exc
 
 
+# Refusals of an output's download link: the generation fails with one of these sentences.
+NOT_HTTPS = (
+    "The object's download link was not secure (not https), so we did not fetch it. "
+    "Try again, or pick another model."
+)
+PRIVATE_ADDRESS = (
+    "The object's download link pointed to a private address, which we never fetch. "
+    "Try again, or pick another model."
+)
+NOT_WEB = (
+    "The object's download link was not a web address (not http or https), so we did not "
+    "fetch it. Try again, or pick another model."
+)
+TOO_MANY_REDIRECTS = (
+    "The object's download link sent us on through too many other addresses, so we gave up "
+    "fetching it. Try again."
+)
+
+
 def _public_ip(host: str) -> str | None:
     """The address to connect to for ``host``, if every address it resolves to is public."""
     try:
@@ -614,11 +637,11 @@ def _pinned(url: str) -> tuple[str, dict[str, str], dict[str, Any]]:
     (SNI and certificate check)."""
     parts = urlsplit(url)
     if parts.scheme != "https":
-        raise OpenRouterError(400, "Refused to download an output that is not https.")
+        raise OpenRouterError(400, NOT_HTTPS)
     host = parts.hostname or ""
     ip = _public_ip(host)
     if ip is None:
-        raise OpenRouterError(400, "Refused to download an output from a private address.")
+        raise OpenRouterError(400, PRIVATE_ADDRESS)
     literal = f"[{ip}]" if ":" in ip else ip
     port = f":{parts.port}" if parts.port else ""
     pinned = parts._replace(netloc=f"{literal}{port}").geturl()
@@ -631,7 +654,7 @@ def download(url: str, *, max_bytes: int, allow_private: bool = False) -> bytes:
     for _hop in range(5):
         if allow_private:
             if urlsplit(url).scheme not in {"http", "https"}:
-                raise OpenRouterError(400, "Refused to download an output that is not http(s).")
+                raise OpenRouterError(400, NOT_WEB)
             target, extra, extensions = url, dict[str, str](), dict[str, Any]()
         else:
             target, extra, extensions = _pinned(url)
@@ -653,7 +676,7 @@ def download(url: str, *, max_bytes: int, allow_private: bool = False) -> bytes:
             if int(response.headers.get("content-length") or 0) > max_bytes:
                 raise too_large(max_bytes)
             return _read_bounded(response, max_bytes=max_bytes, deadline=time.monotonic() + 60)
-    raise OpenRouterError(400, "Too many redirects while downloading an output.")
+    raise OpenRouterError(400, TOO_MANY_REDIRECTS)
 
 
 def fetch_output(output: MediaOutput, *, max_bytes: int, allow_private: bool = False) -> bytes:

@@ -142,7 +142,7 @@ def _sentence(status: int, detail: str, retry_after: float | None, metadata: dic
             "is reached, or moderation blocked the input."
         )
     if status == 404:
-        return "OpenRouter does not offer this (404). Check the model or the upstream address."
+        return "OpenRouter could not find this model (404). Check the model id or pick another one."
     if status == 408:
         return "The model took too long to answer. Try again."
     if status == 429:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -11,9 +13,12 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.services import NotConnected
 from generations import meshes, services
 from generations.models import GLB_TYPE, PLY_TYPE, Generation
 from generations.tasks import retry_delay, sweep_generations
+from openrouter import client
+from openrouter.errors import OpenRouterError
 from tests.generations.conftest import PLY, make_generation
 
 pytestmark = pytest.mark.django_db
@@ -142,7 +147,7 @@ def test_the_sweeper_fails_only_generations_no_redelivery_can_save(user: User) -
     for generation in (stuck, waiting, lost_retry, backlog):
         generation.refresh_from_db()
     assert (stuck.state, stuck.error_code) == (State.FAILED, "stalled")
-    assert "stopped responding" in stuck.error_message
+    assert "stopped making progress" in stuck.error_message
     assert lost_retry.state == State.FAILED
     assert waiting.state == State.RUNNING
     assert backlog.state == State.QUEUED
@@ -222,7 +227,7 @@ def test_when_the_broker_refuses_the_task_the_generation_fails_instead_of_waitin
     services.generation_dispatch(generation=generation)
     generation.refresh_from_db()
     assert (generation.state, generation.error_code) == (State.FAILED, "queue")
-    assert "could not be queued" in generation.error_message
+    assert "could not be started just now" in generation.error_message
 
 
 def test_the_hourly_cap_counts_finished_generations_too(user: User, settings: object) -> None:
@@ -337,6 +342,44 @@ def test_an_invalid_output_fails_the_generation_and_discards_the_runs_outputs(
     assert services.generation_run(generation_id=generation.pk, retries_left=True) is None
     generation.refresh_from_db()
     assert (generation.state, generation.error_code) == (State.FAILED, "invalid_output")
-    assert "not a valid PLY/GLB model" in generation.error_message
+    assert "not a valid 3D object" in generation.error_message
     assert generation.outputs.count() == 0
     assert services._folder_files(generation) == []
+
+
+# Words of our machinery and of the API, which a person who asked for a chair should not meet.
+JARGON = re.compile(r"\b(upstream|worker|queued?|configured|job|claim|outputs?)\b", re.IGNORECASE)
+
+
+def every_failure_sentence() -> list[str]:
+    """Every sentence a failed generation can show, from our side and from OpenRouter's."""
+    statuses = [400, 401, 402, 403, 404, 408, 429, 451, 500, 502, 503]
+    return [
+        *services.FAILURE_SENTENCES.values(),
+        services.timeout_sentence(),
+        meshes.InvalidMesh.MESSAGE,
+        NotConnected.message,
+        client.NO_3D,
+        client.NOT_HTTPS,
+        client.PRIVATE_ADDRESS,
+        client.NOT_WEB,
+        client.TOO_MANY_REDIRECTS,
+        client.too_large(20 * 1024 * 1024).message,
+        client.too_large(256 * 1024 * 1024, whole_answer=True).message,
+        *(OpenRouterError.from_status(status).message for status in statuses),
+        OpenRouterError.network().message,
+        OpenRouterError.timeout().message,
+        OpenRouterError.bad_response().message,
+    ]
+
+
+def test_failure_sentences_are_in_plain_words() -> None:
+    for sentence in every_failure_sentence():
+        assert not JARGON.search(sentence), sentence
+
+
+def test_the_time_limit_is_said_in_minutes(settings: Any) -> None:
+    settings.GENERATION_TIME_LIMIT = 60
+    assert "longer than 1 minute, the most allowed" in services.timeout_sentence()
+    settings.GENERATION_TIME_LIMIT = 900
+    assert "longer than 15 minutes, the most allowed" in services.timeout_sentence()

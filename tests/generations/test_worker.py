@@ -108,7 +108,7 @@ def test_a_transient_502_is_retried_and_then_succeeds(connected_client: Client) 
         ("sandbox/error-403", "a cube", "403", "refused this request (violence)"),
         ("sandbox/error-451", "a cube", "451", "moderation flagged this input"),
         ("openai/shap-e", "a flagged cube", "451", "moderation flagged this input"),
-        ("sandbox/no-3d", "a cube", "404", "upstream does not offer 3D generation"),
+        ("sandbox/no-3d", "a cube", "404", "does not offer 3D generation"),
         ("openai/shap-e", "a huge cube", "413", "larger than 20 MB, the most we keep"),
     ],
 )
@@ -128,12 +128,13 @@ def test_a_permanent_error_fails_at_once_with_its_code_and_sentence(
     assert offered is (code in {"401", "402", "413"})
 
 
-def test_the_no_3d_upstream_is_named_in_a_sentence(connected_client: Client) -> None:
+def test_an_upstream_without_3d_is_told_in_plain_words(connected_client: Client) -> None:
     generation = wait_for_state(
         start(connected_client, model="sandbox/no-3d", prompt="x"), "failed"
     )
     assert generation.error_message == (
-        "The configured OpenRouter upstream does not offer 3D generation."
+        "OpenRouter does not offer 3D generation at the moment, so the object could not be "
+        "made. Try again later."
     )
 
 

@@ -74,7 +74,7 @@ export function applyEvent(generation) {
         delete time.dataset.startedAt;
         time.textContent = `took ${formatDuration(generation.duration)}`;
       } else if (generation.state === "queued") {
-        time.textContent = "waiting for a worker";
+        time.textContent = "waiting to start";
       } else if (time.dataset.startedAt) {
         showRunningTime(time);
       }
