@@ -13,8 +13,9 @@ from chat.models import Message
 from generations.models import Generation
 from openrouter.errors import OpenRouterError
 from openrouter.website import credits_url
-from tests.e2e.conftest import DESKTOP, PHONE, shoot
-from tests.factories import PASSWORD
+from tests.e2e.conftest import ARTIFACTS, DESKTOP, PHONE, shoot
+from tests.factories import PASSWORD, make_user
+from tests.generations.conftest import make_generation
 
 
 def sign_up(page: Page, base: str, email: str) -> None:
@@ -282,3 +283,34 @@ def test_a_new_users_whole_journey(page: Page, browser: Browser, stack: str) -> 
     expect(page.locator("nav")).to_contain_text("Sign in")
     response = page.goto(f"{stack}/chat/{conversation_id}/")
     assert "/accounts/login/" in page.url
+
+
+def sign_in(page: Page, base: str, email: str) -> None:
+    page.goto(f"{base}/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form button[type=submit]")
+    expect(page.locator(".nav-user")).to_have_text(email)
+
+
+def test_the_viewer_hint_names_the_gestures_of_the_device_in_hand(
+    browser: Browser, stack: str, transactional_db: None
+) -> None:
+    user = make_user("gestures@example.com")
+    generation = make_generation(user, prompt="a cube to turn")
+    devices = {
+        "mouse": ({"viewport": DESKTOP}, "right-drag to move"),
+        "touch": ({"viewport": PHONE, "has_touch": True, "is_mobile": True}, "two fingers"),
+    }
+    for device, (options, words) in devices.items():
+        context = browser.new_context(**options)  # type: ignore[arg-type]
+        page = context.new_page()
+        sign_in(page, stack, user.email)
+        page.goto(f"{stack}{generation.get_absolute_url()}")
+        hint = page.locator(".viewer-hint")
+        expect(hint).to_contain_text(words, use_inner_text=True)  # what is shown, not the DOM
+        assert ("right-drag" in hint.inner_text()) is (device == "mouse")
+        assert ("finger" in hint.inner_text()) is (device == "touch")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"viewer-hint-{device}.png"))
+        context.close()
