@@ -69,6 +69,11 @@ def generate_and_view(page: Page, base: str) -> None:
     with page.expect_download() as download:
         page.locator(".downloads a").first.click()
     assert Path(download.value.path()).read_bytes() == stored.file.read()
+    checksum = page.locator(".downloads .checksum").first
+    expect(checksum.locator("code.sha")).to_be_hidden()  # folded away until asked for
+    checksum.locator("summary").click()
+    expect(checksum.locator("code.sha")).to_have_text(stored.sha256)
+    shoot(page, "generation-checksum")
 
     page.goto(f"{base}/generations/")
     expect(page.locator(f"[data-generation-id='{generation.pk}']")).to_have_attribute(

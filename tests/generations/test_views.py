@@ -134,6 +134,11 @@ def test_the_detail_page_has_the_viewer_downloads_and_parameters(
     assert f'href="{first}" download' in page
     assert reverse("generations:output", args=[generation.pk, 1]) in page
     assert "64" in page and "openai/shap-e" in page and "a pine tree" in page
+    # The checksum, whole and explained, folded away until asked for.
+    sha = generation.outputs.get(index=0).sha256
+    assert f'<code class="sha">{sha}</code>' in page
+    assert "<summary>SHA-256 checksum</summary>" in page
+    assert "To check that the download is complete and unchanged" in page
     assert "<script>" not in page.split("</head>")[1]  # no inline scripts: CSP script-src 'self'
 
 
