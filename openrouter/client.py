@@ -26,7 +26,7 @@ import threading
 import time
 import urllib.request
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -521,12 +521,19 @@ NO_3D = (
 
 
 def generate_object(
-    api_key: str, payload: dict[str, Any], *, max_bytes: int = 256 * 1024 * 1024
+    api_key: str,
+    payload: dict[str, Any],
+    *,
+    max_bytes: int = 256 * 1024 * 1024,
+    check: Callable[[], None] | None = None,
 ) -> list[MediaOutput]:
     """``POST /objects/generations``; may take minutes. A 404 means the upstream has no 3D.
 
     The upstream pads a long wait with whitespace keep-alives, which reset a read timeout, so
-    the whole call is also bounded by ``OPENROUTER_GENERATION_TIMEOUT`` in total.
+    the whole call is also bounded by ``OPENROUTER_GENERATION_TIMEOUT`` in total. ``check`` is
+    called about every ``CHECK_EVERY`` seconds while the answer comes in; whatever it raises
+    ends the call (closing the connection) and goes to the caller: that is how a cancelled
+    generation lets go of a long wait.
     """
     limit = settings.OPENROUTER_GENERATION_TIMEOUT
     with (
@@ -539,8 +546,9 @@ def generate_object(
             timeout=timeouts(limit),
         ) as response,
     ):
+        deadline = time.monotonic() + limit
         body = _read_bounded(
-            response, max_bytes=max_bytes, deadline=time.monotonic() + limit, whole_answer=True
+            response, max_bytes=max_bytes, deadline=deadline, whole_answer=True, check=check
         )
     if response.status_code == 404:
         raise OpenRouterError(404, NO_3D)
@@ -573,11 +581,23 @@ def too_large(max_bytes: int, *, whole_answer: bool = False) -> OpenRouterError:
     return OpenRouterError(413, message)
 
 
+CHECK_EVERY = 1.0  # seconds between two calls of a caller's ``check`` while an answer comes in
+
+
 def _read_bounded(
-    response: httpx.Response, *, max_bytes: int, deadline: float, whole_answer: bool = False
+    response: httpx.Response,
+    *,
+    max_bytes: int,
+    deadline: float,
+    whole_answer: bool = False,
+    check: Callable[[], None] | None = None,
 ) -> bytes:
     chunks, size = [], 0
+    checked = time.monotonic()
     for chunk in response.iter_bytes():
+        if check is not None and time.monotonic() - checked >= CHECK_EVERY:
+            check()
+            checked = time.monotonic()
         size += len(chunk)
         if size > max_bytes:
             raise too_large(max_bytes, whole_answer=whole_answer)

@@ -319,3 +319,41 @@ def test_the_viewer_hint_names_the_gestures_of_the_device_in_hand(
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"viewer-hint-{device}.png"))
         context.close()
+
+
+def test_cancel_on_a_jobs_page_shows_at_once_on_its_gallery_card(
+    browser: Browser, stack: str, transactional_db: None
+) -> None:
+    user = make_user("cancel@example.com")
+    generation = make_generation(
+        user,
+        state="running",
+        outputs=0,
+        prompt="a slow teapot",
+        progress="Waiting for OpenRouter to make the object…",
+    )
+    context = browser.new_context(viewport=DESKTOP)
+    gallery = context.new_page()
+    errors: list[str] = []
+    gallery.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(gallery, stack, user.email)
+    gallery.goto(f"{stack}/generations/")
+    card = gallery.locator(f"[data-generation-id='{generation.pk}']")
+    expect(gallery.locator("[data-role=live]")).to_have_text("Live")
+    expect(card.locator("[data-role=cancel] button")).to_be_visible()
+    shoot(gallery, "generations-running-card")
+    job = context.new_page()
+    job.goto(f"{stack}{generation.get_absolute_url()}")
+    shoot(job, "generation-running")
+    job.click("[data-role=cancel] button:has-text('Cancel')")
+    expect(job.locator(".viewer-card h2")).to_have_text("Cancelled")
+    expect(job.locator(".badge")).to_have_text("Cancelled")
+    shoot(job, "generation-cancelled")
+    # The other tab hears of it over its socket, without a reload.
+    expect(card).to_have_attribute("data-state", "cancelled")
+    expect(card.locator("[data-role=state]")).to_have_text("Cancelled")
+    expect(card.locator("[data-role=cancel]")).to_be_hidden()
+    expect(card.locator("[data-role=progress]")).to_be_hidden()
+    shoot(gallery, "generations-cancelled-card")
+    context.close()
+    assert not errors  # the live update ran to its end

@@ -11,6 +11,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import User
 from generations.models import Generation
@@ -197,6 +198,7 @@ def owned_urls(generation: Generation) -> list[tuple[str, str]]:
         ("get", reverse("generations:output", args=[pk, 0])),
         ("get", reverse("generations:output", args=[pk, 0]) + "?inline=1"),
         ("post", reverse("generations:retry", args=[pk])),
+        ("post", reverse("generations:cancel", args=[pk])),
         ("post", reverse("generations:delete", args=[pk])),
     ]
 
@@ -245,3 +247,49 @@ def test_retry_from_the_page_queues_the_failed_generation_again(
     generation.refresh_from_db()
     assert generation.state == "queued" and generation.error_code == ""
     assert "Trying again." in response.content.decode()
+
+
+@pytest.mark.parametrize("where", ["page", "gallery"])
+def test_the_owner_cancels_a_running_generation_from_its_page_or_its_card(
+    signed_in: Client, user: User, where: str
+) -> None:
+    generation = make_generation(user, state="running", outputs=0, started_at=timezone.now())
+    page = signed_in.get(generation.get_absolute_url()).content.decode()
+    gallery = signed_in.get(reverse("generations:index")).content.decode()
+    url = reverse("generations:cancel", args=[generation.pk])
+    assert f'action="{url}"' in page and f'action="{url}"' in gallery
+    fields = {"from": "gallery"} if where == "gallery" else {}
+    response = signed_in.post(url, fields)
+    assert response["Location"] == (
+        reverse("generations:index") if where == "gallery" else generation.get_absolute_url()
+    )
+    generation.refresh_from_db()
+    assert generation.state == "cancelled"
+    page = signed_in.get(generation.get_absolute_url()).content.decode()
+    assert "Generation cancelled; nothing was kept." in page
+    assert 'class="badge cancelled"' in page and f'action="{url}"' not in page
+    assert reverse("generations:retry", args=[generation.pk]) in page  # "Run again"
+    assert f'action="{url}"' not in signed_in.get(reverse("generations:index")).content.decode()
+
+
+def test_another_users_running_generation_cannot_be_cancelled(
+    client: Client, user: User, other_user: User
+) -> None:
+    generation = make_generation(user, state="running", outputs=0)
+    client.force_login(other_user)
+    response = client.post(reverse("generations:cancel", args=[generation.pk]))
+    assert response.status_code == 404
+    generation.refresh_from_db()
+    assert generation.state == "running"
+
+
+def test_cancelling_a_finished_generation_says_there_was_nothing_to_cancel(
+    signed_in: Client, user: User
+) -> None:
+    generation = make_generation(user)
+    url = reverse("generations:cancel", args=[generation.pk])
+    assert signed_in.get(url).status_code == 405
+    response = signed_in.post(url, follow=True)
+    assert "It had already finished, so there was nothing to cancel." in response.content.decode()
+    generation.refresh_from_db()
+    assert generation.state == "succeeded" and generation.outputs.count() == 1

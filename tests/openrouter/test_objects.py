@@ -112,6 +112,18 @@ def test_an_answer_over_its_cap_is_refused_naming_the_cap(api_key: str) -> None:
     assert error.value.message.startswith("OpenRouter's answer was larger than 1 MB,")
 
 
+def test_a_check_that_raises_ends_a_long_wait_for_the_answer(api_key: str) -> None:
+    class Cancelled(Exception):
+        pass
+
+    def check() -> None:
+        raise Cancelled
+
+    stalled = {**payload("a cube"), "model": "sandbox/stall"}  # keep-alives, never an answer
+    with pytest.raises(Cancelled):
+        client.generate_object(api_key, stalled, check=check)
+
+
 def test_an_oversized_uri_is_refused_before_decoding() -> None:
     huge = MediaOutput(uri="A" * (2 * MB))
     with pytest.raises(OpenRouterError) as error:
