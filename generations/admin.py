@@ -1,4 +1,5 @@
-"""Support's view of generations: find one, see why it failed, open its files, run it again."""
+"""Support's view of generations: find one, see why it failed, open its files, run it again,
+cancel one in flight."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ class GenerationAdmin(admin.ModelAdmin):
         ("created_at", "started_at", "finished_at"),
     )
     inlines = [GenerationOutputInline]
-    actions = ["retry"]
+    actions = ["retry", "cancel"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # generations are started by their owner, with their key
@@ -85,6 +86,13 @@ class GenerationAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"{skipped} skipped: their owner has too many in flight.", messages.WARNING
             )
+
+    @admin.action(description="Cancel the selected queued or running generations")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        in_flight = queryset.filter(state__in=services.IN_FLIGHT)
+        cancelled = sum(services.generation_cancel(generation=g) for g in in_flight)
+        level = messages.SUCCESS if cancelled else messages.WARNING
+        self.message_user(request, f"Cancelled {cancelled} generation(s).", level)
 
     def get_urls(self) -> list[URLPattern]:
         download = path(

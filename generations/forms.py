@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
+from django.conf import settings
 from django.core.validators import RegexValidator
 
 from generations.models import DEFAULT_MODEL, Generation
+from openrouter.errors import size_in_words
 
 MAX_PROMPT_CHARS = 1000
 MAX_STEPS = 256
@@ -65,6 +69,12 @@ class GenerationForm(forms.Form):
         initial=Generation.Extension.PLY,
         error_messages={"invalid_choice": "Pick PLY or GLB as the format."},
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Read per form, so a changed setting shows at once (it is also what the worker enforces).
+        limit = size_in_words(settings.GENERATION_MAX_OUTPUT_BYTES)
+        self.fields["extension"].help_text = f"Objects up to {limit} each."
 
     def clean_model(self) -> str:
         return str(self.cleaned_data.get("model") or DEFAULT_MODEL)

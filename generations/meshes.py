@@ -54,7 +54,10 @@ class InvalidMesh(Exception):
     """The bytes are not a well-formed PLY or GLB model; ``reason`` says what is wrong (for
     the log — the user is told ``MESSAGE``)."""
 
-    MESSAGE = "The upstream sent a file that is not a valid PLY/GLB model; nothing was stored."
+    MESSAGE = (
+        "The model sent back a file that is not a valid 3D object (PLY or GLB), so nothing was "
+        "kept. Try again, or pick another model."
+    )
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

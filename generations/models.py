@@ -28,6 +28,7 @@ class Generation(models.Model):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     class Extension(models.TextChoices):
         PLY = "ply", "PLY"
@@ -127,6 +128,15 @@ class Generation(models.Model):
         self.finished_at = now
         self.progress = ""
         return ["state", "error_code", "error_message", "finished_at", "progress"]
+
+    def mark_cancelled(self, *, now: datetime) -> list[str]:
+        """Stopped by its owner (or staff) while queued or running. The claim is left as it was:
+        an attempt still running finds the state changed at its next check and stops."""
+        self.state = self.State.CANCELLED
+        self.finished_at = now
+        self.progress = ""
+        self.error_code = self.error_message = ""
+        return ["state", "finished_at", "progress", "error_code", "error_message"]
 
     def mark_queued(self, *, now: datetime | None = None) -> list[str]:
         """A fresh run asked for by a person (the retry button): the past run is forgotten."""

@@ -33,6 +33,13 @@ loses every queued one): the sweeper sends its task again — harmless if the fi
 only waiting in a long queue, since the claim lets one delivery run — and fails it with a
 sentence after ``MAX_REDISPATCHES`` sends that no worker took up.
 
+Cancelling (``generation_cancel``) sets the state to ``cancelled`` whatever the claim. A queued
+generation's task then finds nothing to claim, so it never starts (its message is not revoked:
+Celery's revoke lists live in each worker's memory and are lost on restart; the state is what
+counts). A running attempt checks its claim while OpenRouter's answer streams in (about once a
+second) and before it stores anything, so it lets go of the upstream connection and stops without
+storing more; no worker is ever signalled.
+
 When the database goes away mid-attempt (a failover, a restart, dropped connections) nothing can
 be written, not even the failure: the attempt raises ``DatabaseUnavailable`` carrying its claim
 token, and the task retries later with that token, so the next delivery takes back its own claim
@@ -44,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -93,6 +101,27 @@ MAX_REDISPATCHES = 3
 # The database errors that mean "not reachable right now", not "this query is wrong".
 DATABASE_DOWN = (OperationalError, InterfaceError)
 SNAPSHOT_SIZE = 100  # generations sent to a page when its socket (re)connects
+
+# What a user reads when a generation fails on our side, by its error code: what happened and
+# what to do, in plain words (not "worker", "queue" or "upstream", which name our machinery).
+FAILURE_SENTENCES = {
+    "queue": "Your request could not be started just now. Try again in a moment.",
+    "worker_lost": (
+        "The generation was interrupted on our side too many times, so it was stopped. Try again."
+    ),
+    "internal": "Something went wrong on our side. Try again.",
+    "stalled": "The generation stopped making progress on our side and was given up. Try again.",
+    "lost": "The generation never started: the request was lost on our side. Try again.",
+}
+
+
+def timeout_sentence() -> str:
+    minutes = max(1, settings.GENERATION_TIME_LIMIT // 60)
+    limit = "1 minute" if minutes == 1 else f"{minutes} minutes"
+    return (
+        f"The generation took longer than {limit}, the most allowed, so it was "
+        "stopped. Try again, perhaps with fewer inference steps or objects."
+    )
 
 
 class GenerationLimitReached(Exception):
@@ -149,8 +178,13 @@ def generation_start(
     return generation
 
 
+RERUNNABLE = (State.FAILED, State.CANCELLED)
+IN_FLIGHT = (State.QUEUED, State.RUNNING)
+
+
 def generation_retry(*, generation: Generation) -> bool:
-    """Run a failed generation again from scratch. False when it is not failed (any more).
+    """Run a failed or cancelled generation again from scratch. False when it is neither (any
+    more).
 
     Raises ``GenerationLimitReached`` past the per-user in-flight cap.
     """
@@ -158,13 +192,29 @@ def generation_retry(*, generation: Generation) -> bool:
         _lock_user(generation.user)
         _check_limits(generation.user, count_hourly=False)
         fields = generation.mark_queued(now=timezone.now())
-        if not _compare_and_set(generation, {"state": State.FAILED}, fields):
+        if not _set_if_state(generation, RERUNNABLE, fields):
             return False
         stale = list(generation.outputs.all())
         generation.outputs.all().delete()
         transaction.on_commit(lambda: _files_delete(stale))
         transaction.on_commit(lambda: generation_dispatch(generation=generation))
     generation_notify(generation=generation)
+    return True
+
+
+def generation_cancel(*, generation: Generation) -> bool:
+    """Cancel a queued or running generation, deleting anything it stored; ``False`` (and the
+    generation as it is now) when it had already finished. See the module docstring for how a
+    running attempt stops."""
+    with transaction.atomic():
+        if not _set_if_state(generation, IN_FLIGHT, generation.mark_cancelled(now=timezone.now())):
+            generation.refresh_from_db()
+            return False
+        stale = list(generation.outputs.all())
+        generation.outputs.all().delete()
+        transaction.on_commit(lambda: _files_delete(stale))
+    generation_notify(generation=generation)
+    log.info("generation %s cancelled", generation.pk)
     return True
 
 
@@ -177,9 +227,7 @@ def generation_dispatch(*, generation: Generation) -> None:
         run_generation.delay(generation.pk)
     except Exception:
         log.exception("could not queue generation %s", generation.pk)
-        fields = generation.mark_failed(
-            "queue", "The job could not be queued. Try again in a moment.", now=timezone.now()
-        )
+        fields = generation.mark_failed("queue", FAILURE_SENTENCES["queue"], now=timezone.now())
         generation.save(update_fields=fields)
         generation_notify(generation=generation)
 
@@ -191,7 +239,7 @@ def _lock_user(user: User) -> None:
 
 def _check_limits(user: User, *, count_hourly: bool = True) -> None:
     cap = settings.GENERATIONS_IN_FLIGHT_PER_USER
-    in_flight = Generation.objects.filter(user=user, state__in=[State.QUEUED, State.RUNNING])
+    in_flight = Generation.objects.filter(user=user, state__in=IN_FLIGHT)
     if in_flight.count() >= cap:
         raise GenerationLimitReached(
             f"You already have {cap} generations in progress. "
@@ -251,7 +299,10 @@ def _attempt(generation: Generation, token: str, retries_left: bool) -> None:
         if _finish_failed(generation, token, "invalid_output", meshes.InvalidMesh.MESSAGE):
             _outputs_discard(generation)
     except ClaimLost:
-        log.info("generation %s: claim lost, attempt stopped", generation_id)
+        if Generation.objects.filter(pk=generation_id, state=State.CANCELLED).exists():
+            log.info("generation %s: cancelled, attempt stopped", generation_id)
+        else:
+            log.info("generation %s: claim lost, attempt stopped", generation_id)
     except NotConnected as exc:
         _finish_failed(generation, token, "not_connected", exc.message)
     except OpenRouterError as exc:
@@ -260,12 +311,10 @@ def _attempt(generation: Generation, token: str, retries_left: bool) -> None:
             raise
         _finish_failed(generation, token, exc.code, exc.message)
     except SoftTimeLimitExceeded:
-        minutes = max(1, settings.GENERATION_TIME_LIMIT // 60)
-        message = f"The generation took longer than the {minutes}-minute limit and was stopped."
-        _finish_failed(generation, token, "timeout", message)
+        _finish_failed(generation, token, "timeout", timeout_sentence())
     except Exception:
         log.exception("generation %s failed unexpectedly", generation_id)
-        _finish_failed(generation, token, "internal", "Something went wrong on our side. Retry.")
+        _finish_failed(generation, token, "internal", FAILURE_SENTENCES["internal"])
 
 
 def generation_claim(
@@ -319,15 +368,17 @@ def _live_claim_remaining(generation_id: int) -> float | None:
 
 
 def _give_up(generation: Generation, previous: dict[str, str], now: datetime) -> None:
-    message = "The job was interrupted too many times (its worker stopped). Try again."
-    fields = generation.mark_failed("worker_lost", message, now=now)
+    fields = generation.mark_failed("worker_lost", FAILURE_SENTENCES["worker_lost"], now=now)
     if _compare_and_set(generation, previous, fields):
         generation_notify(generation=generation)
 
 
 def _produce(generation: Generation, token: str) -> None:
     api_key = api_key_for(user=generation.user_id)
-    outputs = openrouter.generate_object(api_key, generation_payload(generation=generation))
+    payload = generation_payload(generation=generation)
+    outputs = openrouter.generate_object(
+        api_key, payload, check=lambda: _check_claim(generation, token)
+    )
     outputs = outputs[: generation.num_outputs]
     if not outputs:
         raise OpenRouterError.bad_response("no usable output in the response")
@@ -353,6 +404,26 @@ def generation_payload(*, generation: Generation) -> dict[str, Any]:
         "num_outputs": generation.num_outputs,
         "extension": generation.extension,
     }
+
+
+def _check_claim(generation: Generation, token: str) -> None:
+    """Raise ``ClaimLost`` if this attempt no longer holds the generation (it was cancelled,
+    deleted or taken over). A database that cannot answer right now stops nothing: the attempt
+    goes on and its next write tells."""
+    try:
+        held = Generation.objects.filter(
+            pk=generation.pk, claim_token=token, state=State.RUNNING
+        ).exists()
+    except DATABASE_DOWN:
+        return
+    if not held:
+        raise ClaimLost
+
+
+def _set_if_state(generation: Generation, states: Iterable[str], fields: list[str]) -> bool:
+    """Write ``fields`` only if the row is in one of ``states``."""
+    values = {name: getattr(generation, name) for name in fields}
+    return Generation.objects.filter(pk=generation.pk, state__in=states).update(**values) == 1
 
 
 def _compare_and_set(generation: Generation, expected: dict[str, Any], fields: list[str]) -> bool:
@@ -429,7 +500,14 @@ def output_store(
     output.file.save(name, ContentFile(data), save=False)
     try:
         with transaction.atomic():
+            # Under the row's lock, so a cancel or a delete either comes first (and nothing is
+            # stored) or comes after and finds this output to delete.
+            if not _claim_locked(generation, token):
+                raise ClaimLost
             output.save()
+    except ClaimLost:
+        output.file.delete(save=False)
+        raise
     except IntegrityError:
         # A concurrent attempt stored this index first, or the generation was deleted.
         output.file.delete(save=False)
@@ -438,6 +516,13 @@ def output_store(
             raise ClaimLost from None
         return existing
     return output
+
+
+def _claim_locked(generation: Generation, token: str) -> bool:
+    held = Generation.objects.select_for_update().filter(
+        pk=generation.pk, claim_token=token, state=State.RUNNING
+    )
+    return held.values_list("pk").first() is not None
 
 
 def _outputs_discard(generation: Generation) -> None:
@@ -505,7 +590,7 @@ def generation_sweep(*, now: datetime | None = None) -> int:
     stuck = Generation.objects.filter(
         state__in=[State.QUEUED, State.RUNNING], claimed_at__lt=now - limit
     )
-    message = "The generation stopped responding and was given up. Try again."
+    message = FAILURE_SENTENCES["stalled"]
     swept = 0
     for generation in stuck:
         seen = {"state": generation.state, "claim_token": generation.claim_token}
@@ -528,7 +613,7 @@ def generations_redispatch(*, now: datetime | None = None) -> int:
     forgotten = Generation.objects.filter(
         state=State.QUEUED, claimed_at__isnull=True, queued_at__lt=now - REDISPATCH_AFTER
     )
-    message = "The job was lost from the queue and could not be started. Try again."
+    message = FAILURE_SENTENCES["lost"]
     sent = 0
     for generation in forgotten:
         seen = {"state": State.QUEUED, "claimed_at": None, "queued_at": generation.queued_at}

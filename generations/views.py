@@ -90,9 +90,21 @@ def retry(request: HttpRequest, pk: int) -> HttpResponse:
         if services.generation_retry(generation=generation):
             messages.success(request, "Trying again.")
         else:
-            messages.info(request, "Only a failed generation can be retried.")
+            messages.info(request, "Only a failed or cancelled generation can be run again.")
     except services.GenerationLimitReached as exc:
         messages.error(request, exc.message)
+    return redirect(generation)
+
+
+@require_POST
+def cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    generation = _own(request, pk)
+    if services.generation_cancel(generation=generation):
+        messages.success(request, "Generation cancelled; nothing was kept.")
+    else:
+        messages.info(request, "It had already finished, so there was nothing to cancel.")
+    if request.POST.get("from") == "gallery":  # the card's button: back to the cards
+        return redirect("generations:index")
     return redirect(generation)
 
 

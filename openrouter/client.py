@@ -26,7 +26,7 @@ import threading
 import time
 import urllib.request
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -38,7 +38,7 @@ import httpx
 import orjson
 from django.conf import settings
 
-from openrouter.errors import OpenRouterError, error_from_body
+from openrouter.errors import OpenRouterError, error_from_body, size_in_words
 from openrouter.streaming import Failed, StreamEvent, StreamLost, chunk_error, parse_stream
 
 USER_AGENT = "Switchboard/0.1 (+https://github.com/switchboard)"
@@ -541,13 +541,26 @@ class MediaOutput:
     url: str | None = None
 
 
+NO_3D = (
+    "OpenRouter does not offer 3D generation at the moment, so the object could not be made. "
+    "Try again later."
+)
+
+
 def generate_object(
-    api_key: str, payload: dict[str, Any], *, max_bytes: int = 256 * 1024 * 1024
+    api_key: str,
+    payload: dict[str, Any],
+    *,
+    max_bytes: int = 256 * 1024 * 1024,
+    check: Callable[[], None] | None = None,
 ) -> list[MediaOutput]:
     """``POST /objects/generations``; may take minutes. A 404 means the upstream has no 3D.
 
     The upstream pads a long wait with whitespace keep-alives, which reset a read timeout, so
-    the whole call is also bounded by ``OPENROUTER_GENERATION_TIMEOUT`` in total.
+    the whole call is also bounded by ``OPENROUTER_GENERATION_TIMEOUT`` in total. ``check`` is
+    called about every ``CHECK_EVERY`` seconds while the answer comes in; whatever it raises
+    ends the call (closing the connection) and goes to the caller: that is how a cancelled
+    generation lets go of a long wait.
     """
     limit = settings.OPENROUTER_GENERATION_TIMEOUT
     with (
@@ -560,11 +573,12 @@ def generate_object(
             timeout=timeouts(limit),
         ) as response,
     ):
-        body = _read_bounded(response, max_bytes=max_bytes, deadline=time.monotonic() + limit)
-    if response.status_code == 404:
-        raise OpenRouterError(
-            404, "The configured OpenRouter upstream does not offer 3D generation."
+        deadline = time.monotonic() + limit
+        body = _read_bounded(
+            response, max_bytes=max_bytes, deadline=deadline, whole_answer=True, check=check
         )
+    if response.status_code == 404:
+        raise OpenRouterError(404, NO_3D)
     data = _checked(response, body)
     outputs = data.get("generations") if isinstance(data, dict) else None
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
@@ -578,15 +592,42 @@ def generate_object(
     ]
 
 
-TOO_LARGE = "A generated file was larger than the allowed size."
+def too_large(max_bytes: int, *, whole_answer: bool = False) -> OpenRouterError:
+    """The refusal of an output (or of a whole answer) over its size limit, naming the limit."""
+    limit = size_in_words(max_bytes)
+    if whole_answer:
+        message = (
+            f"OpenRouter's answer was larger than {limit}, the most we accept at once. "
+            "Ask for fewer objects, or try again."
+        )
+    else:
+        message = (
+            f"A generated object was larger than {limit}, the most we keep for one object. "
+            "Try again, or describe a simpler object."
+        )
+    return OpenRouterError(413, message)
 
 
-def _read_bounded(response: httpx.Response, *, max_bytes: int, deadline: float) -> bytes:
+CHECK_EVERY = 1.0  # seconds between two calls of a caller's ``check`` while an answer comes in
+
+
+def _read_bounded(
+    response: httpx.Response,
+    *,
+    max_bytes: int,
+    deadline: float,
+    whole_answer: bool = False,
+    check: Callable[[], None] | None = None,
+) -> bytes:
     chunks, size = [], 0
+    checked = time.monotonic()
     for chunk in response.iter_bytes():
+        if check is not None and time.monotonic() - checked >= CHECK_EVERY:
+            check()
+            checked = time.monotonic()
         size += len(chunk)
         if size > max_bytes:
-            raise OpenRouterError(413, TOO_LARGE)
+            raise too_large(max_bytes, whole_answer=whole_answer)
         if time.monotonic() > deadline:
             raise OpenRouterError.timeout("total deadline passed")
         chunks.append(chunk)
@@ -604,6 +645,25 @@ def decode_uri(uri: str) -> bytes:
         return base64.b64decode("".join(body.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise OpenRouterError.bad_response("an output that is not valid base64") from exc
+
+
+# Refusals of an output's download link: the generation fails with one of these sentences.
+NOT_HTTPS = (
+    "The object's download link was not secure (not https), so we did not fetch it. "
+    "Try again, or pick another model."
+)
+PRIVATE_ADDRESS = (
+    "The object's download link pointed to a private address, which we never fetch. "
+    "Try again, or pick another model."
+)
+NOT_WEB = (
+    "The object's download link was not a web address (not http or https), so we did not "
+    "fetch it. Try again, or pick another model."
+)
+TOO_MANY_REDIRECTS = (
+    "The object's download link sent us on through too many other addresses, so we gave up "
+    "fetching it. Try again."
+)
 
 
 def _public_ip(host: str) -> str | None:
@@ -624,11 +684,11 @@ def _pinned(url: str) -> tuple[str, dict[str, str], dict[str, Any]]:
     (SNI and certificate check)."""
     parts = urlsplit(url)
     if parts.scheme != "https":
-        raise OpenRouterError(400, "Refused to download an output that is not https.")
+        raise OpenRouterError(400, NOT_HTTPS)
     host = parts.hostname or ""
     ip = _public_ip(host)
     if ip is None:
-        raise OpenRouterError(400, "Refused to download an output from a private address.")
+        raise OpenRouterError(400, PRIVATE_ADDRESS)
     literal = f"[{ip}]" if ":" in ip else ip
     port = f":{parts.port}" if parts.port else ""
     pinned = parts._replace(netloc=f"{literal}{port}").geturl()
@@ -641,7 +701,7 @@ def download(url: str, *, max_bytes: int, allow_private: bool = False) -> bytes:
     for _hop in range(5):
         if allow_private:
             if urlsplit(url).scheme not in {"http", "https"}:
-                raise OpenRouterError(400, "Refused to download an output that is not http(s).")
+                raise OpenRouterError(400, NOT_WEB)
             target, extra, extensions = url, dict[str, str](), dict[str, Any]()
         else:
             target, extra, extensions = _pinned(url)
@@ -661,16 +721,16 @@ def download(url: str, *, max_bytes: int, allow_private: bool = False) -> bytes:
             if response.status_code != 200:
                 raise error_from(response, response.read())
             if int(response.headers.get("content-length") or 0) > max_bytes:
-                raise OpenRouterError(413, TOO_LARGE)
+                raise too_large(max_bytes)
             return _read_bounded(response, max_bytes=max_bytes, deadline=time.monotonic() + 60)
-    raise OpenRouterError(400, "Too many redirects while downloading an output.")
+    raise OpenRouterError(400, TOO_MANY_REDIRECTS)
 
 
 def fetch_output(output: MediaOutput, *, max_bytes: int, allow_private: bool = False) -> bytes:
     """The bytes of one output, from its ``uri`` when present, else from its ``url``."""
     if output.uri:
         if len(output.uri) > max_bytes * 4 // 3 + 1024:
-            raise OpenRouterError(413, TOO_LARGE)
+            raise too_large(max_bytes)
         return decode_uri(output.uri)
     assert output.url
     return download(output.url, max_bytes=max_bytes, allow_private=allow_private)

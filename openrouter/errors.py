@@ -86,6 +86,15 @@ class OpenRouterError(Exception):
         )
 
 
+def size_in_words(size: int) -> str:
+    """A byte count as people read it, in the binary units the settings are written in:
+    ``20 MB``, ``1.5 MB``, ``512 KB``."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if size >= scale:
+            return f"{round(size / scale, 1):g} {unit}"
+    return f"{size} bytes"
+
+
 def error_from_body(
     status: int, body: bytes, *, retry_after: str | None = None, reason: str = ""
 ) -> OpenRouterError:
@@ -133,7 +142,7 @@ def _sentence(status: int, detail: str, retry_after: float | None, metadata: dic
             "is reached, or moderation blocked the input."
         )
     if status == 404:
-        return "OpenRouter does not offer this (404). Check the model or the upstream address."
+        return "OpenRouter could not find this model (404). Check the model id or pick another one."
     if status == 408:
         return "The model took too long to answer. Try again."
     if status == 429:

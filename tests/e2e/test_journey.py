@@ -13,8 +13,9 @@ from chat.models import Message
 from generations.models import Generation
 from openrouter.errors import OpenRouterError
 from openrouter.website import credits_url
-from tests.e2e.conftest import DESKTOP, PHONE, shoot
-from tests.factories import PASSWORD
+from tests.e2e.conftest import ARTIFACTS, DESKTOP, PHONE, shoot
+from tests.factories import PASSWORD, make_user
+from tests.generations.conftest import make_generation
 
 
 def sign_up(page: Page, base: str, email: str) -> None:
@@ -68,6 +69,11 @@ def generate_and_view(page: Page, base: str) -> None:
     with page.expect_download() as download:
         page.locator(".downloads a").first.click()
     assert Path(download.value.path()).read_bytes() == stored.file.read()
+    checksum = page.locator(".downloads .checksum").first
+    expect(checksum.locator("code.sha")).to_be_hidden()  # folded away until asked for
+    checksum.locator("summary").click()
+    expect(checksum.locator("code.sha")).to_have_text(stored.sha256)
+    shoot(page, "generation-checksum")
 
     page.goto(f"{base}/generations/")
     expect(page.locator(f"[data-generation-id='{generation.pk}']")).to_have_attribute(
@@ -325,3 +331,72 @@ def test_a_new_users_whole_journey(page: Page, browser: Browser, stack: str) -> 
     expect(page.locator(".message.success")).to_have_text("You have signed out.")
     response = page.goto(f"{stack}/chat/{conversation_id}/")
     assert "/accounts/login/" in page.url
+
+
+def sign_in(page: Page, base: str, email: str) -> None:
+    page.goto(f"{base}/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form button[type=submit]")
+    expect(page.locator(".nav-user")).to_have_text(email)
+
+
+def test_the_viewer_hint_names_the_gestures_of_the_device_in_hand(
+    browser: Browser, stack: str, transactional_db: None
+) -> None:
+    user = make_user("gestures@example.com")
+    generation = make_generation(user, prompt="a cube to turn")
+    devices = {
+        "mouse": ({"viewport": DESKTOP}, "right-drag to move"),
+        "touch": ({"viewport": PHONE, "has_touch": True, "is_mobile": True}, "two fingers"),
+    }
+    for device, (options, words) in devices.items():
+        context = browser.new_context(**options)  # type: ignore[arg-type]
+        page = context.new_page()
+        sign_in(page, stack, user.email)
+        page.goto(f"{stack}{generation.get_absolute_url()}")
+        hint = page.locator(".viewer-hint")
+        expect(hint).to_contain_text(words, use_inner_text=True)  # what is shown, not the DOM
+        assert ("right-drag" in hint.inner_text()) is (device == "mouse")
+        assert ("finger" in hint.inner_text()) is (device == "touch")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"viewer-hint-{device}.png"))
+        context.close()
+
+
+def test_cancel_on_a_jobs_page_shows_at_once_on_its_gallery_card(
+    browser: Browser, stack: str, transactional_db: None
+) -> None:
+    user = make_user("cancel@example.com")
+    generation = make_generation(
+        user,
+        state="running",
+        outputs=0,
+        prompt="a slow teapot",
+        progress="Waiting for OpenRouter to make the object…",
+    )
+    context = browser.new_context(viewport=DESKTOP)
+    gallery = context.new_page()
+    errors: list[str] = []
+    gallery.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(gallery, stack, user.email)
+    gallery.goto(f"{stack}/generations/")
+    card = gallery.locator(f"[data-generation-id='{generation.pk}']")
+    expect(gallery.locator("[data-role=live]")).to_have_text("Live")
+    expect(card.locator("[data-role=cancel] button")).to_be_visible()
+    shoot(gallery, "generations-running-card")
+    job = context.new_page()
+    job.goto(f"{stack}{generation.get_absolute_url()}")
+    shoot(job, "generation-running")
+    job.click("[data-role=cancel] button:has-text('Cancel')")
+    expect(job.locator(".viewer-card h2")).to_have_text("Cancelled")
+    expect(job.locator(".badge")).to_have_text("Cancelled")
+    shoot(job, "generation-cancelled")
+    # The other tab hears of it over its socket, without a reload.
+    expect(card).to_have_attribute("data-state", "cancelled")
+    expect(card.locator("[data-role=state]")).to_have_text("Cancelled")
+    expect(card.locator("[data-role=cancel]")).to_be_hidden()
+    expect(card.locator("[data-role=progress]")).to_be_hidden()
+    shoot(gallery, "generations-cancelled-card")
+    context.close()
+    assert not errors  # the live update ran to its end

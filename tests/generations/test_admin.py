@@ -1,4 +1,4 @@
-"""Support's admin: find generations, open their files, retry failed ones."""
+"""Support's admin: find generations, open their files, retry failed ones, cancel running ones."""
 
 from __future__ import annotations
 
@@ -64,6 +64,20 @@ def test_the_retry_action_requeues_failed_generations_only(staff: Client, user: 
     done.refresh_from_db()
     assert (failed.state, failed.error_code) == ("queued", "")
     assert done.state == "succeeded"
+
+
+def test_the_cancel_action_cancels_generations_in_flight_only(staff: Client, user: User) -> None:
+    queued = make_generation(user, state="queued", outputs=0)
+    running = make_generation(user, state="running", outputs=0)
+    done = make_generation(user)
+    response = staff.post(
+        reverse("admin:generations_generation_changelist"),
+        {"action": "cancel", "_selected_action": [queued.pk, running.pk, done.pk]},
+        follow=True,
+    )
+    assert "Cancelled 2 generation(s)." in response.content.decode()
+    states = dict(Generation.objects.values_list("pk", "state"))
+    assert [states[g.pk] for g in (queued, running, done)] == ["cancelled"] * 2 + ["succeeded"]
 
 
 def test_deleting_in_the_admin_removes_the_files_too(staff: Client, user: User) -> None:

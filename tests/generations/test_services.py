@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -11,9 +13,12 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.services import NotConnected
 from generations import meshes, services
 from generations.models import GLB_TYPE, PLY_TYPE, Generation
 from generations.tasks import retry_delay, sweep_generations
+from openrouter import client
+from openrouter.errors import OpenRouterError
 from tests.generations.conftest import PLY, make_generation
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +28,13 @@ State = Generation.State
 
 def queued(user: User, **fields: object) -> Generation:
     return Generation.objects.create(user=user, prompt="a chair", **fields)
+
+
+def running(user: User, **fields: object) -> Generation:
+    """A generation claimed by an attempt, which may store outputs under its ``claim_token``."""
+    claimed = services.generation_claim(generation_id=queued(user, **fields).pk)
+    assert claimed is not None
+    return claimed
 
 
 def test_a_queued_generation_is_claimed_once(user: User) -> None:
@@ -84,8 +96,10 @@ def test_finished_generations_are_never_claimed_again(user: User) -> None:
 
 
 def test_an_output_already_stored_by_a_dead_attempt_is_kept_not_stored_twice(user: User) -> None:
-    generation = queued(user)
-    first = services.output_store(generation=generation, index=0, data=PLY, token="a" * 32)
+    generation = running(user)
+    first = services.output_store(
+        generation=generation, index=0, data=PLY, token=generation.claim_token
+    )
     again = services.output_store(
         generation=generation, index=0, data=b"glTF other", token="b" * 32
     )
@@ -97,8 +111,10 @@ def test_an_output_already_stored_by_a_dead_attempt_is_kept_not_stored_twice(use
 
 
 def test_prune_deletes_files_no_output_refers_to(user: User) -> None:
-    generation = queued(user)
-    kept = services.output_store(generation=generation, index=0, data=PLY, token="a" * 32)
+    generation = running(user)
+    kept = services.output_store(
+        generation=generation, index=0, data=PLY, token=generation.claim_token
+    )
     # What a worker killed between writing a file and inserting its row leaves behind.
     folder = f"generations/{user.pk}/{generation.pk}"
     stray = default_storage.save(f"{folder}/output-2-dead.ply", ContentFile(PLY))
@@ -112,12 +128,13 @@ def test_outputs_are_typed_by_their_bytes_not_by_what_was_asked(user: User) -> N
     assert services.content_type_of(b"glTF\x02\x00\x00\x00") == GLB_TYPE
     assert services.content_type_of(b"<script>alert(1)</script>") == "application/octet-stream"
     # Bytes that are not a well-formed model are refused, whatever was asked: nothing stored.
-    generation = queued(user, extension="ply")
+    generation = running(user, extension="ply")
+    token = generation.claim_token
     with pytest.raises(meshes.InvalidMesh):
-        services.output_store(generation=generation, index=0, data=b"<html>", token="c" * 32)
+        services.output_store(generation=generation, index=0, data=b"<html>", token=token)
     assert generation.outputs.count() == 0
     assert services._folder_files(generation) == []
-    stored = services.output_store(generation=generation, index=0, data=PLY, token="c" * 32)
+    stored = services.output_store(generation=generation, index=0, data=PLY, token=token)
     assert stored.viewable and stored.content_type == PLY_TYPE
     assert stored.file.name.endswith(".ply")
 
@@ -142,7 +159,7 @@ def test_the_sweeper_fails_only_generations_no_redelivery_can_save(user: User) -
     for generation in (stuck, waiting, lost_retry, backlog):
         generation.refresh_from_db()
     assert (stuck.state, stuck.error_code) == (State.FAILED, "stalled")
-    assert "stopped responding" in stuck.error_message
+    assert "stopped making progress" in stuck.error_message
     assert lost_retry.state == State.FAILED
     assert waiting.state == State.RUNNING
     assert backlog.state == State.QUEUED
@@ -222,7 +239,7 @@ def test_when_the_broker_refuses_the_task_the_generation_fails_instead_of_waitin
     services.generation_dispatch(generation=generation)
     generation.refresh_from_db()
     assert (generation.state, generation.error_code) == (State.FAILED, "queue")
-    assert "could not be queued" in generation.error_message
+    assert "could not be started just now" in generation.error_message
 
 
 def test_the_hourly_cap_counts_finished_generations_too(user: User, settings: object) -> None:
@@ -332,11 +349,146 @@ def test_an_invalid_output_fails_the_generation_and_discards_the_runs_outputs(
     generation = queued(user, num_outputs=2)
     outputs = iter([PLY, b"<!doctype html><script>alert(1)</script>"])
     monkeypatch.setattr(services, "api_key_for", lambda **kwargs: "sk-or-v1-test")
-    monkeypatch.setattr(services.openrouter, "generate_object", lambda *a: [object(), object()])
+    two = [object(), object()]
+    monkeypatch.setattr(services.openrouter, "generate_object", lambda *a, **kw: two)
     monkeypatch.setattr(services.openrouter, "fetch_output", lambda *a, **k: next(outputs))
     assert services.generation_run(generation_id=generation.pk, retries_left=True) is None
     generation.refresh_from_db()
     assert (generation.state, generation.error_code) == (State.FAILED, "invalid_output")
-    assert "not a valid PLY/GLB model" in generation.error_message
+    assert "not a valid 3D object" in generation.error_message
     assert generation.outputs.count() == 0
     assert services._folder_files(generation) == []
+
+
+# Words of our machinery and of the API, which a person who asked for a chair should not meet.
+JARGON = re.compile(r"\b(upstream|worker|queued?|configured|job|claim|outputs?)\b", re.IGNORECASE)
+
+
+def every_failure_sentence() -> list[str]:
+    """Every sentence a failed generation can show, from our side and from OpenRouter's."""
+    statuses = [400, 401, 402, 403, 404, 408, 429, 451, 500, 502, 503]
+    return [
+        *services.FAILURE_SENTENCES.values(),
+        services.timeout_sentence(),
+        meshes.InvalidMesh.MESSAGE,
+        NotConnected.message,
+        client.NO_3D,
+        client.NOT_HTTPS,
+        client.PRIVATE_ADDRESS,
+        client.NOT_WEB,
+        client.TOO_MANY_REDIRECTS,
+        client.too_large(20 * 1024 * 1024).message,
+        client.too_large(256 * 1024 * 1024, whole_answer=True).message,
+        *(OpenRouterError.from_status(status).message for status in statuses),
+        OpenRouterError.network().message,
+        OpenRouterError.timeout().message,
+        OpenRouterError.bad_response().message,
+    ]
+
+
+def test_failure_sentences_are_in_plain_words() -> None:
+    for sentence in every_failure_sentence():
+        assert not JARGON.search(sentence), sentence
+
+
+def test_the_time_limit_is_said_in_minutes(settings: Any) -> None:
+    settings.GENERATION_TIME_LIMIT = 60
+    assert "longer than 1 minute, the most allowed" in services.timeout_sentence()
+    settings.GENERATION_TIME_LIMIT = 900
+    assert "longer than 15 minutes, the most allowed" in services.timeout_sentence()
+
+
+# --- cancelling -------------------------------------------------------------------------------
+
+
+def test_a_cancelled_queued_generation_is_never_started(user: User) -> None:
+    generation = queued(user)
+    assert services.generation_cancel(generation=generation)
+    generation.refresh_from_db()
+    assert generation.state == State.CANCELLED and generation.finished_at is not None
+    # Its task, delivered later, finds nothing to run.
+    assert services.generation_run(generation_id=generation.pk, retries_left=True) is None
+    generation.refresh_from_db()
+    assert (generation.state, generation.attempts, generation.started_at) == (
+        State.CANCELLED,
+        0,
+        None,
+    )
+
+
+def test_a_generation_waiting_for_an_automatic_retry_can_be_cancelled(user: User) -> None:
+    generation = queued(user, claim_token="x", claimed_at=timezone.now(), attempts=1)
+    assert services.generation_cancel(generation=generation)
+    assert services.generation_claim(generation_id=generation.pk) is None
+
+
+def test_a_cancelled_running_attempt_stores_nothing_more_and_its_outputs_go(
+    user: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    generation = running(user, num_outputs=2)
+    token = generation.claim_token
+    first = services.output_store(generation=generation, index=0, data=PLY, token=token)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.generation_cancel(generation=Generation.objects.get(pk=generation.pk))
+    assert not default_storage.exists(first.file.name)
+    assert generation.outputs.count() == 0
+    # The attempt, still going, finds out at each of its checks and writes nothing.
+    with pytest.raises(services.ClaimLost):
+        services._check_claim(generation, token)
+    with pytest.raises(services.ClaimLost):
+        services.output_store(generation=generation, index=1, data=PLY, token=token)
+    with pytest.raises(services.ClaimLost):
+        services._save_claimed(generation, token, generation.mark_succeeded(now=timezone.now()))
+    generation.refresh_from_db()
+    assert generation.state == State.CANCELLED
+    assert generation.outputs.count() == 0 and services._folder_files(generation) == []
+
+
+def test_a_cancel_during_the_upstream_call_ends_the_attempt_quietly(
+    user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generation = queued(user)
+    monkeypatch.setattr(services, "api_key_for", lambda user: "sk-or-v1-test")
+
+    def generate_object(api_key: str, payload: object, check: Any) -> list[object]:
+        check()  # nothing yet: the call goes on
+        services.generation_cancel(generation=Generation.objects.get(pk=generation.pk))
+        check()  # raises: the call ends here
+        raise AssertionError("the check let a cancelled attempt go on")
+
+    monkeypatch.setattr(services.openrouter, "generate_object", generate_object)
+    assert services.generation_run(generation_id=generation.pk, retries_left=True) is None
+    generation.refresh_from_db()
+    assert (generation.state, generation.error_code) == (State.CANCELLED, "")
+
+
+@pytest.mark.parametrize("state", [State.SUCCEEDED, State.FAILED, State.CANCELLED])
+def test_a_finished_generation_cannot_be_cancelled(user: User, state: str) -> None:
+    generation = make_generation(user, state=state, error_message="kept")
+    assert not services.generation_cancel(generation=generation)
+    assert (generation.state, generation.error_message) == (state, "kept")  # as stored
+    generation.refresh_from_db()
+    assert generation.state == state
+    assert generation.outputs.count() == 1
+
+
+def test_a_cancelled_generation_can_run_again_and_frees_its_in_flight_place(
+    user: User, settings: Any
+) -> None:
+    settings.GENERATIONS_IN_FLIGHT_PER_USER = 1
+    generation = queued(user)
+    with pytest.raises(services.GenerationLimitReached):
+        services.generation_retry(generation=queued(user, state=State.FAILED))
+    services.generation_cancel(generation=generation)
+    assert services.generation_retry(generation=generation)
+    generation.refresh_from_db()
+    assert (generation.state, generation.finished_at) == (State.QUEUED, None)
+
+
+def test_the_sweeper_leaves_cancelled_generations_alone(user: User) -> None:
+    long_ago = timezone.now() - timedelta(days=1)
+    generation = queued(user, claim_token="x", claimed_at=long_ago, queued_at=long_ago)
+    services.generation_cancel(generation=generation)
+    assert sweep_generations() == 0
+    generation.refresh_from_db()
+    assert (generation.state, generation.redispatches) == (State.CANCELLED, 0)

@@ -11,6 +11,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import User
 from generations.models import Generation
@@ -38,7 +39,7 @@ def test_a_valid_form_queues_a_generation_and_opens_its_page(connected_client: C
     assert response["Location"] == generation.get_absolute_url()
     assert (generation.state, generation.num_outputs, generation.extension) == ("queued", 2, "glb")
     page = connected_client.get(response["Location"]).content.decode()
-    assert "Waiting for a worker" in page and "a chair shaped like an avocado" in page
+    assert "Waiting to start" in page and "a chair shaped like an avocado" in page
 
 
 @pytest.mark.parametrize(
@@ -78,6 +79,16 @@ def test_a_blank_model_means_the_default(connected_client: Client) -> None:
     assert Generation.objects.get().model == "openai/shap-e"
 
 
+def test_the_form_states_the_size_limit_of_an_object(
+    connected_client: Client, settings: Any
+) -> None:
+    page = connected_client.get(reverse("generations:index")).content.decode()
+    assert "Objects up to 20 MB each." in page
+    settings.GENERATION_MAX_OUTPUT_BYTES = 5 * 1024 * 1024 // 2
+    page = connected_client.get(reverse("generations:index")).content.decode()
+    assert "Objects up to 2.5 MB each." in page
+
+
 def test_past_the_in_flight_cap_the_form_says_why(connected_client: Client, settings: Any) -> None:
     settings.GENERATIONS_IN_FLIGHT_PER_USER = 1
     create(connected_client)
@@ -110,6 +121,7 @@ def test_the_gallery_shows_states_and_costs_the_same_queries_for_many_cards(
     with CaptureQueriesContext(connection) as many:
         page = signed_in.get(reverse("generations:index")).content.decode()
     assert 'class="badge running"' in page and 'class="badge failed"' in page
+    assert "waiting to start" in page and "worker" not in page  # words of the machinery
     assert len(many) == len(few)
 
 
@@ -123,6 +135,11 @@ def test_the_detail_page_has_the_viewer_downloads_and_parameters(
     assert f'href="{first}" download' in page
     assert reverse("generations:output", args=[generation.pk, 1]) in page
     assert "64" in page and "openai/shap-e" in page and "a pine tree" in page
+    # The checksum, whole and explained, folded away until asked for.
+    sha = generation.outputs.get(index=0).sha256
+    assert f'<code class="sha">{sha}</code>' in page
+    assert "<summary>SHA-256 checksum</summary>" in page
+    assert "To check that the download is complete and unchanged" in page
     assert "<script>" not in page.split("</head>")[1]  # no inline scripts: CSP script-src 'self'
 
 
@@ -142,7 +159,7 @@ def test_a_failed_generation_shows_the_upstream_sentence_and_retry_only_where_it
     )
     page = signed_in.get(generation.get_absolute_url()).content.decode()
     assert sentence.replace("'", "&#x27;") in page
-    assert f"<code>{code}</code>" in page
+    assert f"Error code: <code>{code}</code>" in page and "Upstream" not in page
     assert (reverse("generations:retry", args=[generation.pk]) in page) is retry_can_help
     new_one = f'href="{reverse("generations:index")}">describe the object differently'
     assert (new_one in page) is not retry_can_help
@@ -181,6 +198,7 @@ def owned_urls(generation: Generation) -> list[tuple[str, str]]:
         ("get", reverse("generations:output", args=[pk, 0])),
         ("get", reverse("generations:output", args=[pk, 0]) + "?inline=1"),
         ("post", reverse("generations:retry", args=[pk])),
+        ("post", reverse("generations:cancel", args=[pk])),
         ("post", reverse("generations:delete", args=[pk])),
     ]
 
@@ -229,3 +247,49 @@ def test_retry_from_the_page_queues_the_failed_generation_again(
     generation.refresh_from_db()
     assert generation.state == "queued" and generation.error_code == ""
     assert "Trying again." in response.content.decode()
+
+
+@pytest.mark.parametrize("where", ["page", "gallery"])
+def test_the_owner_cancels_a_running_generation_from_its_page_or_its_card(
+    signed_in: Client, user: User, where: str
+) -> None:
+    generation = make_generation(user, state="running", outputs=0, started_at=timezone.now())
+    page = signed_in.get(generation.get_absolute_url()).content.decode()
+    gallery = signed_in.get(reverse("generations:index")).content.decode()
+    url = reverse("generations:cancel", args=[generation.pk])
+    assert f'action="{url}"' in page and f'action="{url}"' in gallery
+    fields = {"from": "gallery"} if where == "gallery" else {}
+    response = signed_in.post(url, fields)
+    assert response["Location"] == (
+        reverse("generations:index") if where == "gallery" else generation.get_absolute_url()
+    )
+    generation.refresh_from_db()
+    assert generation.state == "cancelled"
+    page = signed_in.get(generation.get_absolute_url()).content.decode()
+    assert "Generation cancelled; nothing was kept." in page
+    assert 'class="badge cancelled"' in page and f'action="{url}"' not in page
+    assert reverse("generations:retry", args=[generation.pk]) in page  # "Run again"
+    assert f'action="{url}"' not in signed_in.get(reverse("generations:index")).content.decode()
+
+
+def test_another_users_running_generation_cannot_be_cancelled(
+    client: Client, user: User, other_user: User
+) -> None:
+    generation = make_generation(user, state="running", outputs=0)
+    client.force_login(other_user)
+    response = client.post(reverse("generations:cancel", args=[generation.pk]))
+    assert response.status_code == 404
+    generation.refresh_from_db()
+    assert generation.state == "running"
+
+
+def test_cancelling_a_finished_generation_says_there_was_nothing_to_cancel(
+    signed_in: Client, user: User
+) -> None:
+    generation = make_generation(user)
+    url = reverse("generations:cancel", args=[generation.pk])
+    assert signed_in.get(url).status_code == 405
+    response = signed_in.post(url, follow=True)
+    assert "It had already finished, so there was nothing to cancel." in response.content.decode()
+    generation.refresh_from_db()
+    assert generation.state == "succeeded" and generation.outputs.count() == 1

@@ -19,7 +19,8 @@ from accounts.models import User
 from accounts.services import api_key_for
 from generations.consumers import GenerationsConsumer
 from generations.models import Generation
-from tests.generations.conftest import wait_for_state
+from tests import services
+from tests.generations.conftest import wait_for_state, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker")]
 
@@ -108,8 +109,8 @@ def test_a_transient_502_is_retried_and_then_succeeds(connected_client: Client) 
         ("sandbox/error-403", "a cube", "403", "refused this request (violence)"),
         ("sandbox/error-451", "a cube", "451", "moderation flagged this input"),
         ("openai/shap-e", "a flagged cube", "451", "moderation flagged this input"),
-        ("sandbox/no-3d", "a cube", "404", "upstream does not offer 3D generation"),
-        ("openai/shap-e", "a huge cube", "413", "larger than the allowed size"),
+        ("sandbox/no-3d", "a cube", "404", "does not offer 3D generation"),
+        ("openai/shap-e", "a huge cube", "413", "larger than 20 MB, the most we keep"),
     ],
 )
 def test_a_permanent_error_fails_at_once_with_its_code_and_sentence(
@@ -128,13 +129,38 @@ def test_a_permanent_error_fails_at_once_with_its_code_and_sentence(
     assert offered is (code in {"401", "402", "413"})
 
 
-def test_the_no_3d_upstream_is_named_in_a_sentence(connected_client: Client) -> None:
+def test_an_upstream_without_3d_is_told_in_plain_words(connected_client: Client) -> None:
     generation = wait_for_state(
         start(connected_client, model="sandbox/no-3d", prompt="x"), "failed"
     )
     assert generation.error_message == (
-        "The configured OpenRouter upstream does not offer 3D generation."
+        "OpenRouter does not offer 3D generation at the moment, so the object could not be "
+        "made. Try again later."
     )
+
+
+def test_cancel_stops_a_running_generation_and_a_queued_one_never_starts(
+    connected_client: Client, worker: services.Service
+) -> None:
+    # OpenRouter keeps this one waiting (keep-alives, never an answer): the one worker is busy.
+    stalled = wait_for_state(start(connected_client, model="sandbox/stall", prompt="x"), "running")
+    behind = start(connected_client, prompt="a cube behind it")
+    for generation in (behind, stalled):
+        response = connected_client.post(reverse("generations:cancel", args=[generation.pk]))
+        assert response.status_code == 302
+    # The running attempt sees it at its next check and lets go of OpenRouter; the worker then
+    # takes the queued one's message, finds it cancelled, and runs the next generation.
+    wait_until(
+        lambda: f"generation {stalled.pk}: cancelled, attempt stopped" in worker.log(),
+        "the worker to stop the cancelled attempt",
+    )
+    after = wait_for_state(start(connected_client, prompt="a cube after"), *FINISHED)
+    assert after.state == "succeeded", after.error_message
+    stalled.refresh_from_db()
+    behind.refresh_from_db()
+    assert (stalled.state, stalled.attempts, stalled.error_code) == ("cancelled", 1, "")
+    assert (behind.state, behind.attempts, behind.started_at) == ("cancelled", 0, None)
+    assert not stalled.outputs.exists() and not behind.outputs.exists()
 
 
 async def test_the_owner_sees_live_events_until_the_object_is_ready(

@@ -102,6 +102,26 @@ def test_downloads_are_size_capped(api_key: str) -> None:
     with pytest.raises(OpenRouterError) as error:
         client.fetch_output(hosted, max_bytes=100, allow_private=True)
     assert error.value.status == 413
+    assert "larger than 100 bytes" in error.value.message
+
+
+def test_an_answer_over_its_cap_is_refused_naming_the_cap(api_key: str) -> None:
+    with pytest.raises(OpenRouterError) as error:
+        client.generate_object(api_key, payload("a huge cube"), max_bytes=MB)
+    assert error.value.status == 413
+    assert error.value.message.startswith("OpenRouter's answer was larger than 1 MB,")
+
+
+def test_a_check_that_raises_ends_a_long_wait_for_the_answer(api_key: str) -> None:
+    class Cancelled(Exception):
+        pass
+
+    def check() -> None:
+        raise Cancelled
+
+    stalled = {**payload("a cube"), "model": "sandbox/stall"}  # keep-alives, never an answer
+    with pytest.raises(Cancelled):
+        client.generate_object(api_key, stalled, check=check)
 
 
 def test_an_oversized_uri_is_refused_before_decoding() -> None:
@@ -109,6 +129,7 @@ def test_an_oversized_uri_is_refused_before_decoding() -> None:
     with pytest.raises(OpenRouterError) as error:
         client.fetch_output(huge, max_bytes=MB)
     assert error.value.status == 413
+    assert error.value.message.startswith("A generated object was larger than 1 MB,")
 
 
 @override_settings(OPENROUTER_GENERATION_TIMEOUT=60)

@@ -74,6 +74,7 @@ KIND = {
     "generations:detail": OWNED,
     "generations:output": OWNED,
     "generations:retry": OWNED,
+    "generations:cancel": OWNED,
     "generations:delete": OWNED,
 }
 # The admin's own sign-in pages are public, and so are its unnamed routes (redirects to the
@@ -89,6 +90,7 @@ POST_ONLY = {
     "chat:delete",
     "generations:create",
     "generations:retry",
+    "generations:cancel",
     "generations:delete",
 }
 POST_DATA = {

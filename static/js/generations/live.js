@@ -50,7 +50,13 @@ export function formatDuration(seconds) {
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
-const LABELS = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed" };
+const LABELS = {
+  queued: "Queued",
+  running: "Running",
+  succeeded: "Succeeded",
+  failed: "Failed",
+  cancelled: "Cancelled",
+};
 
 // Updates the elements of one generation; returns the elements whose state changed.
 export function applyEvent(generation) {
@@ -65,16 +71,21 @@ export function applyEvent(generation) {
     }
     const inFlight = generation.state === "queued" || generation.state === "running";
     setText(root, "progress", inFlight ? generation.progress : "");
+    const cancel = root.querySelector('[data-role="cancel"]');
+    if (cancel) cancel.hidden = !inFlight; // nothing left to cancel
     const error = root.querySelector('[data-role="error"]');
     if (error) setTextWithLinks(error, generation.state === "failed" ? generation.error_message : "");
     const time = root.querySelector('[data-role="time"]');
     if (time) {
       if (generation.started_at) time.dataset.startedAt = generation.started_at;
-      if (generation.duration != null) {
+      if (generation.state === "cancelled") {
+        delete time.dataset.startedAt;
+        time.textContent = "";
+      } else if (generation.duration != null) {
         delete time.dataset.startedAt;
         time.textContent = `took ${formatDuration(generation.duration)}`;
       } else if (generation.state === "queued") {
-        time.textContent = "waiting for a worker";
+        time.textContent = "waiting to start";
       } else if (time.dataset.startedAt) {
         showRunningTime(time);
       }

@@ -6,10 +6,16 @@ import { PLYLoader } from "../../vendor/three/examples/jsm/loaders/PLYLoader.js"
 
 const BACKGROUND = 0xf1f1f7;
 
+// A failure told to the user as is; any other (a parser's, the network's) gets a plain sentence.
+class LoadError extends Error {}
+
 // Fetches a model (same-origin, the owner's session cookie) and returns a ready Object3D.
 export async function loadObject(src, type) {
   const response = await fetch(src, { credentials: "same-origin" });
-  if (!response.ok) throw new Error(`The file could not be loaded (HTTP ${response.status}).`);
+  if (!response.ok) {
+    const status = response.status;
+    throw new LoadError(`The object could not be loaded (error ${status}). Reload the page to try again.`);
+  }
   const buffer = await response.arrayBuffer();
   return type === "glb" ? parseGlb(buffer) : parsePly(buffer);
 }
@@ -85,7 +91,8 @@ export async function mountViewer(container, src, type) {
     object = await loadObject(src, type);
   } catch (error) {
     renderer.dispose();
-    fail(container, message, error.message || "The object could not be read.");
+    const text = error instanceof LoadError ? error.message : "The object could not be shown here. Download it instead.";
+    fail(container, message, text);
     return null;
   }
   renderer.setPixelRatio(Math.min(window.devicePixelRatio, 2));
