@@ -227,7 +227,7 @@ def the_last_prompt_can_be_edited(page: Page) -> None:
     expect(page.locator(".msg[data-role=user] [data-action=edit]")).to_have_count(1)
     prompt.locator("[data-action=edit]").click()
     editor = prompt.locator(".msg-editor textarea")
-    expect(editor).to_have_value("Hello?")
+    expect(editor).to_have_value("Hello again?")  # the last prompt, as sent
     editor.fill("Hello, edited")
     shoot(page, "chat-editing")
     editor.press("Enter")
