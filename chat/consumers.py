@@ -171,9 +171,8 @@ class ChatConsumer(JsonConsumer):
 
         The request goes upstream before the rows are written, and the relay reads while they
         are: ``early_request`` (a new conversation's, known without the database) as soon as
-        the send is counted, when the key was in the cache (made ready while it is counted:
-        nothing leaves before); any other from inside the hop, once ``action`` has passed its
-        checks (``on_request``).
+        the send is counted, when the key was in the cache; any other from inside the hop, once
+        ``action`` has passed its checks (``on_request``).
         """
         hub = await streams.hub()
         relay = streams.Relay(hub)
@@ -184,7 +183,6 @@ class ChatConsumer(JsonConsumer):
             if early_request is None:
                 quota = services.send_quota_start(user_id=self.user.pk, client_ip=self.client_ip)
             else:
-                relay.start(early_request)  # made ready while the send is counted
                 # Bounded by its pool (a connection waited for up to 20 s) and redis-py's
                 # timeouts; not by QUOTA_WAIT: at 1,000 streams opening at once the loop is
                 # saturated for seconds, and a send served late beats one refused (22 of 1,000
@@ -196,12 +194,9 @@ class ChatConsumer(JsonConsumer):
                 quota.set_result(cached)
                 with key_refusals():
                     key = None if cached is None else api_key_from(cached)
-                if key is None:  # not cached: the database call reads it, then sends
-                    relay.abandon()
-                    relay = streams.Relay(hub)
-                else:
+                if key is not None:
                     early_key = cached
-                    relay.send_with(key)
+                    relay.start(key, early_request)
                     # Written before the database hop starts: its queries would hold the GIL
                     # between them while the request waited (~0.5 ms, docs/benchmarks.md).
                     await relay.written.wait()
@@ -222,7 +217,7 @@ class ChatConsumer(JsonConsumer):
                     # the GIL between their queries and the request waited for it (~0.5 ms at
                     # 10 streams, docs/benchmarks.md).
                     sent = threading.Event()
-                    loop.call_soon_threadsafe(relay.start, payload, key, sent)
+                    loop.call_soon_threadsafe(relay.start, key, payload, sent)
                     sent.wait(REQUEST_SENT_WAIT)
 
                 return action(

@@ -89,8 +89,7 @@ class Relay:
         self.group = ""
         self.listener: Listener | None = None
         self.attached = asyncio.Event()
-        self.key: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.written = asyncio.Event()  # the request has been written (``send_with``)
+        self.written = asyncio.Event()  # the request has been written (``start``)
         # The other tabs were told the answer started (or could not be): its end may follow.
         self.announced: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.abandoned = False
@@ -117,29 +116,17 @@ class Relay:
     # --- its life: start, attach (or abandon) -----------------------------------------------
 
     def start(
-        self,
-        payload: dict[str, Any],
-        api_key: str | None = None,
-        sent: threading.Event | None = None,
+        self, api_key: str, payload: dict[str, Any], sent: threading.Event | None = None
     ) -> None:
-        """Start the answer's task (before the answer exists), which makes the request upstream
-        ready and sends it, from this event loop, once it has the user's key: ``api_key`` now,
-        or ``send_with`` later (the send is counted meanwhile: the request's making then
-        overlaps that Redis round trip instead of following it)."""
+        """Send the request upstream now, from this event loop (before the answer exists), and
+        set ``written`` (and ``sent``, for a database thread waiting) once it has been written:
+        the task's first step writes the headers and starts a task that writes the body
+        (aiohttp, before Python 3.12's eager tasks), so a callback queued after that step
+        queues the setting after the body's writing."""
         if self.task is None and not self.abandoned:
             self.task = asyncio.create_task(
-                self.run(self.key, payload), name="chat-relay", context=self.context
+                self.run(api_key, payload), name="chat-relay", context=self.context
             )
-        if api_key is not None:
-            self.send_with(api_key, sent)
-
-    def send_with(self, api_key: str, sent: threading.Event | None = None) -> None:
-        """Let the request go with ``api_key``; set ``written`` (and ``sent``, for a database
-        thread waiting) once it has been written: the task's next step writes the headers and
-        starts a task that writes the body (aiohttp, before Python 3.12's eager tasks), so a
-        callback queued after that step queues the setting after the body's writing."""
-        if not self.key.done():
-            self.key.set_result(api_key)
 
         def written() -> None:
             self.written.set()
@@ -169,7 +156,7 @@ class Relay:
 
     # --- reading upstream ---------------------------------------------------------------------
 
-    async def run(self, api_key: asyncio.Future[str], payload: dict[str, Any]) -> None:
+    async def run(self, api_key: str, payload: dict[str, Any]) -> None:
         outcome: Outcome | None = None
         try:
             events = stream_chat(api_key, payload)

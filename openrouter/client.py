@@ -310,22 +310,6 @@ async def _resend_after_stale_connection(
         _pool_refused.reset(refused)
 
 
-def _authorized_by(api_key: Awaitable[str]) -> aiohttp.ClientMiddlewareType:
-    """A client middleware that waits for ``api_key`` before the request it is given leaves
-    (aiohttp calls middlewares with the request made, before taking a connection)."""
-
-    async def authorize(
-        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-    ) -> aiohttp.ClientResponse:
-        request.headers["Authorization"] = f"Bearer {await api_key}"
-        return await handler(request)
-
-    return authorize
-
-
-STREAM_MIDDLEWARES = (_resend_after_stale_connection,)
-
-
 def _readable(transport: asyncio.BaseTransport | None) -> bool:
     """Whether the socket under ``transport`` has something to read (EOF included) now."""
     sock = transport.get_extra_info("socket") if transport is not None else None
@@ -348,7 +332,7 @@ def stream_session() -> aiohttp.ClientSession:
                 limit=STREAM_CONNECTIONS, keepalive_timeout=STREAM_KEEPALIVE
             ),
             timeout=aiohttp.ClientTimeout(total=None),
-            middlewares=STREAM_MIDDLEWARES,
+            middlewares=(_resend_after_stale_connection,),
             cookie_jar=aiohttp.DummyCookieJar(),  # see no_cookies()
             proxy=environment_proxy(settings.OPENROUTER_URL),
             # The request (the whole conversation) is encoded on the way to the first token:
@@ -457,14 +441,8 @@ class _Body:
         return chunk
 
 
-async def stream_chat(
-    api_key: str | Awaitable[str], payload: dict[str, Any]
-) -> AsyncIterator[StreamEvent]:
+async def stream_chat(api_key: str, payload: dict[str, Any]) -> AsyncIterator[StreamEvent]:
     """A streamed chat completion as typed events (see ``openrouter.streaming``).
-
-    ``api_key`` may be awaitable, a future its caller sets once the request may leave: the
-    request is made ready meanwhile (encoded, headers and all) and only then waits for the key,
-    to be sent the moment it comes; cancelled before, nothing was sent.
 
     Never raises for upstream trouble: errors before the stream are a ``Failed`` event too, so a
     caller has one path. Stopping iteration early (``aclose()``, task cancellation) closes the
@@ -473,10 +451,6 @@ async def stream_chat(
     """
     limit = _IdleLimit(settings.OPENROUTER_STREAM_IDLE_TIMEOUT)
     timeout = aiohttp.ClientTimeout(total=None, connect=settings.OPENROUTER_CONNECT_TIMEOUT)
-    later: dict[str, Any] = {}
-    if not isinstance(api_key, str):
-        later["middlewares"] = (_authorized_by(api_key), *STREAM_MIDDLEWARES)
-        api_key = ""
     try:
         try:
             response = await limit.wait(
@@ -485,7 +459,6 @@ async def stream_chat(
                     headers={**headers(api_key), "Accept": "text/event-stream"},
                     json={**payload, "stream": True},
                     timeout=timeout,
-                    **later,
                 )
             )
         except TimeoutError as exc:

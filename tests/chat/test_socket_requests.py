@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -151,13 +150,9 @@ def record_request_and_database(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     order: list[str] = []
     stream_chat, message_send = streams.stream_chat, services.message_send
 
-    def recorded_stream_chat(api_key: Awaitable[str], payload: dict[str, Any]) -> Any:
-        async def leaves_with() -> str:  # awaited just before the request is written
-            key = await api_key
-            order.append("request")
-            return key
-
-        return stream_chat(leaves_with(), payload)
+    def recorded_stream_chat(api_key: str, payload: dict[str, Any]) -> Any:
+        order.append("request")
+        return stream_chat(api_key, payload)
 
     def recorded_message_send(**kwargs: Any) -> Any:
         order.append("database")
@@ -309,10 +304,7 @@ async def test_sends_are_rate_limited_per_user_with_a_clear_error(
     assert 1 <= error["retry_after"] <= 60
     assert "Try again in" in error["message"]
     assert await sync_to_async(Conversation.objects.count)() == 2
-    # Its request was made ready while it was counted, and never left.
-    assert (await sandbox_state())["chat_requests"] == before["chat_requests"]
-    hub = streams.current_hub()
-    assert hub is None or not hub.relays
+    assert (await sandbox_state())["chat_requests"] == before["chat_requests"]  # nothing left
 
 
 async def test_a_conversation_answers_one_prompt_at_a_time(tabs: Any, cookie: bytes) -> None:
