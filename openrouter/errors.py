@@ -146,9 +146,12 @@ def _sentence(status: int, detail: str, retry_after: float | None, metadata: dic
     if status == 408:
         return "The model took too long to answer. Try again."
     if status == 429:
+        # OpenRouter names the limit ("Rate limit exceeded: free-models-per-min"): the advice
+        # on free models only when it is theirs.
+        free = " Free (:free) models have tight limits; a paid variant avoids them."
         return (
-            f"OpenRouter is rate-limiting these requests — try again {_later(retry_after)}. "
-            "Free (:free) models have tight limits; a paid variant avoids them."
+            f"OpenRouter is rate-limiting these requests — try again {_later(retry_after)}."
+            f"{free if 'free' in detail.lower() else ''}"
         )
     if status == 451:
         return "The model's moderation flagged this input, so it was not sent."

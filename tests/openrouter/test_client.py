@@ -114,6 +114,13 @@ def test_the_model_list_has_prices_as_strings() -> None:
     assert any(m["id"].endswith(":free") for m in models)
 
 
+def test_a_429_advises_a_paid_variant_only_when_the_limit_is_the_free_models() -> None:
+    free = OpenRouterError.from_status(429, "Rate limit exceeded: free-models-per-min")
+    paid = OpenRouterError.from_status(429, "Rate limit exceeded", retry_after=12)
+    assert "paid variant" in free.message and "try again in a moment" in free.message
+    assert "free" not in paid.message.lower() and "try again in 12 s" in paid.message
+
+
 def test_network_failures_and_timeouts_are_openrouter_errors() -> None:
     dead = f"http://127.0.0.1:{services.free_port()}"
     with override_settings(OPENROUTER_URL=dead), pytest.raises(OpenRouterError) as error:
