@@ -27,7 +27,7 @@ import time
 import urllib.request
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import aclosing, contextmanager
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -39,7 +39,7 @@ import orjson
 from django.conf import settings
 
 from openrouter.errors import OpenRouterError, error_from_body, size_in_words
-from openrouter.streaming import Failed, StreamEvent, StreamLost, chunk_error, parse_stream
+from openrouter.streaming import Failed, StreamEvent, StreamParser, chunk_error
 
 USER_AGENT = "Switchboard/0.1 (+https://github.com/switchboard)"
 
@@ -416,31 +416,6 @@ class _IdleLimit:
         self.timer.cancel()
 
 
-class _Body:
-    """A response body's bytes as they arrive; a failed connection is ``StreamLost``, a read
-    past the idle limit a ``TimeoutError``."""
-
-    __slots__ = ("_content", "_limit")
-
-    def __init__(self, content: aiohttp.StreamReader, limit: _IdleLimit) -> None:
-        self._content = content
-        self._limit = limit
-
-    def __aiter__(self) -> _Body:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            chunk = await self._limit.wait(self._content.readany())
-        except TimeoutError:
-            raise
-        except (aiohttp.ClientError, OSError) as exc:
-            raise StreamLost(type(exc).__name__) from exc
-        if not chunk:
-            raise StopAsyncIteration
-        return chunk
-
-
 async def stream_chat(api_key: str, payload: dict[str, Any]) -> AsyncIterator[StreamEvent]:
     """A streamed chat completion as typed events (see ``openrouter.streaming``).
 
@@ -474,11 +449,22 @@ async def stream_chat(api_key: str, payload: dict[str, Any]) -> AsyncIterator[St
             if response.content_type != "text/event-stream":
                 yield Failed(OpenRouterError.bad_response("not an event stream"))
                 return
-            body = _Body(response.content, limit)
-            events = parse_stream(body, response.headers.get("x-generation-id"))
-            async with aclosing(events):
-                async for event in events:
-                    yield event
+            parser = StreamParser(response.headers.get("x-generation-id"))
+            for event in parser.opening():
+                yield event
+            content = response.content
+            while not parser.ended:  # an interruption ends it too
+                try:
+                    piece = await limit.wait(content.readany())
+                except TimeoutError:
+                    yield parser.interrupted("stalled")
+                except (aiohttp.ClientError, OSError) as exc:
+                    yield parser.interrupted(f"connection lost ({type(exc).__name__})")
+                else:
+                    if not piece:
+                        yield parser.interrupted("ended without [DONE]")
+                    for event in parser.feed(piece):
+                        yield event
         finally:
             if response.content.is_eof():
                 response.release()  # read to the end: the connection may serve the next stream

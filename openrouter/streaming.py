@@ -3,7 +3,7 @@
 ``SSEDecoder`` is the SSE framing, after the WHATWG spec (§9.2.6): lines end in ``\\n``,
 ``\\r\\n`` or ``\\r``; comments, multi-line ``data:``, ``event:``/``id:``/``retry:``; bytes may
 be split anywhere, inside a UTF-8 character too (each line is decoded whole); an event without
-its closing blank line is never dispatched. ``parse_stream`` turns OpenRouter's chunks into events
+its closing blank line is never dispatched. ``StreamParser`` turns OpenRouter's chunks into events
 and decides how a stream ended. A stream ends in exactly one terminal event:
 
 * ``Finished`` — ``data: [DONE]`` arrived: the answer is complete (``reason`` says why it stopped);
@@ -12,13 +12,12 @@ and decides how a stream ended. A stream ends in exactly one terminal event:
   ``[DONE]``: whatever arrived is partial, never complete.
 
 The transport (``openrouter.client.stream_chat``) feeds raw bytes and reports a dropped
-connection as ``StreamLost`` and an idle limit as ``TimeoutError``.
+connection, an idle limit or a body that just stopped (``StreamParser.interrupted``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,10 +90,6 @@ def chunk_error(error: dict[str, Any]) -> OpenRouterError:
     status = code if isinstance(code, int) else 502
     metadata = error.get("metadata") if isinstance(error.get("metadata"), dict) else {}
     return OpenRouterError.from_status(status, str(error.get("message") or ""), metadata=metadata)
-
-
-class StreamLost(Exception):
-    """The connection under a stream failed (reset, cut mid-body); the message says how."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,64 +182,77 @@ def _well_formed(text: str) -> str:
     return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
-async def parse_stream(
-    chunks: AsyncIterable[bytes], generation_id: str | None = None
-) -> AsyncGenerator[StreamEvent, None]:
-    """Events from the body of an open 200 event stream, ending in one terminal event.
+class StreamParser:
+    """An open 200 event stream's body, fed as its bytes arrive (split anywhere): OpenRouter's
+    chunks in, typed events out, ending in one terminal event.
 
-    ``chunks`` are the body's bytes as they arrive; ``generation_id`` is the ``x-generation-id``
-    header, if any. ``StreamLost`` and ``TimeoutError`` while reading become ``Interrupted``;
-    the caller closes the connection (which tells OpenRouter to stop generating).
+    ``generation_id`` is the ``x-generation-id`` header, if any: ``opening()`` says it at once.
+    After a terminal event (``ended``) nothing more is read; the transport reports how a body
+    that stopped early ended (``interrupted``) and closes the connection (which tells OpenRouter
+    to stop generating). Plain calls, not an async generator of its own: each layer of those
+    costs the relay's task a frame to resume and suspend on every chunk (docs/benchmarks.md).
     """
-    model: str | None = None
-    finish_reason: str | None = None
-    # Said once the stream names them (the header's id at once), and again if a chunk changes
-    # them: a relay cut short asks OpenRouter about that generation (chat.services.usage_fill).
-    served: tuple[str | None, str | None] = (None, None)
-    if generation_id:
-        served = (None, generation_id)
-        yield Served(None, generation_id)
-    decoder = SSEDecoder()
-    try:
-        async for piece in chunks:
-            for sse in decoder.feed(piece):
-                data = sse.data
-                if data == "[DONE]":
-                    yield Finished(finish_reason, model, generation_id)
-                    return
-                if not data:
-                    continue
+
+    __slots__ = ("_decoder", "_finish_reason", "_served", "ended", "generation_id", "model")
+
+    def __init__(self, generation_id: str | None = None) -> None:
+        self._decoder = SSEDecoder()
+        self.model: str | None = None
+        self.generation_id = generation_id
+        self._finish_reason: str | None = None
+        # Said once the stream names them (the header's id at once), and again if a chunk
+        # changes them: a relay cut short asks OpenRouter about that generation
+        # (chat.services.usage_fill).
+        self._served: tuple[str | None, str | None] = (None, generation_id)
+        self.ended = False
+
+    def opening(self) -> list[StreamEvent]:
+        """What is known before the body: the generation the header names."""
+        return [Served(None, self.generation_id)] if self.generation_id else []
+
+    def feed(self, piece: bytes) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        if self.ended:
+            return events
+        for sse in self._decoder.feed(piece):
+            data = sse.data
+            if data == "[DONE]":
+                events.append(Finished(self._finish_reason, self.model, self.generation_id))
+                self.ended = True
+                return events
+            if not data:
+                continue
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
                 try:
-                    chunk = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    try:
-                        chunk = _lenient_loads(data)
-                    except ValueError:
-                        continue  # a malformed chunk is skipped, not fatal (defensive parsing)
-                if not isinstance(chunk, dict):
+                    chunk = _lenient_loads(data)
+                except ValueError:
+                    continue  # a malformed chunk is skipped, not fatal (defensive parsing)
+            if not isinstance(chunk, dict):
+                continue
+            self.model = chunk.get("model") or self.model
+            self.generation_id = chunk.get("id") or self.generation_id
+            if (self.model, self.generation_id) != self._served:
+                self._served = (self.model, self.generation_id)
+                events.append(Served(self.model, self.generation_id))
+            if isinstance(chunk.get("error"), dict):
+                events.append(Failed(chunk_error(chunk["error"]), self.model, self.generation_id))
+                self.ended = True
+                return events
+            for choice in chunk.get("choices") or []:
+                if not isinstance(choice, dict):
                     continue
-                model = chunk.get("model") or model
-                generation_id = chunk.get("id") or generation_id
-                if (model, generation_id) != served:
-                    served = (model, generation_id)
-                    yield Served(model, generation_id)
-                if isinstance(chunk.get("error"), dict):
-                    yield Failed(chunk_error(chunk["error"]), model, generation_id)
-                    return
-                for choice in chunk.get("choices") or []:
-                    if not isinstance(choice, dict):
-                        continue
-                    delta = choice.get("delta") or choice.get("message") or {}
-                    text = delta.get("content") if isinstance(delta, dict) else None
-                    if text:
-                        yield TextDelta(text)
-                    finish_reason = choice.get("finish_reason") or finish_reason
-                if isinstance(chunk.get("usage"), dict):
-                    yield _usage(chunk["usage"])
-    except TimeoutError:
-        yield Interrupted("stalled", model, generation_id)
-        return
-    except StreamLost as exc:
-        yield Interrupted(f"connection lost ({exc})", model, generation_id)
-        return
-    yield Interrupted("ended without [DONE]", model, generation_id)
+                delta = choice.get("delta") or choice.get("message") or {}
+                text = delta.get("content") if isinstance(delta, dict) else None
+                if text:
+                    events.append(TextDelta(text))
+                self._finish_reason = choice.get("finish_reason") or self._finish_reason
+            if isinstance(chunk.get("usage"), dict):
+                events.append(_usage(chunk["usage"]))
+        return events
+
+    def interrupted(self, reason: str) -> Interrupted:
+        """The end of a body that stopped before a terminal event: partial, never complete."""
+        self.ended = True
+        return Interrupted(reason, self.model, self.generation_id)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from openrouter import client
@@ -15,9 +13,9 @@ from openrouter.streaming import (
     ServerSentEvent,
     SSEDecoder,
     StreamEvent,
+    StreamParser,
     TextDelta,
     Usage,
-    parse_stream,
 )
 
 # Edge cases of the SSE format and of OpenRouter's habits, in one stream: comments, CRLF, a
@@ -36,17 +34,19 @@ EDGES = (
 )
 
 
-async def body(chunks: list[bytes]) -> AsyncIterator[bytes]:
+def read(chunks: list[bytes], generation_id: str | None = None) -> list[StreamEvent]:
+    """The events of a body that arrives as ``chunks`` and then ends, as the client reads it."""
+    parser = StreamParser(generation_id)
+    events = parser.opening()
     for chunk in chunks:
-        yield chunk
+        events += parser.feed(chunk)
+    if not parser.ended:
+        events.append(parser.interrupted("ended without [DONE]"))
+    return events
 
 
-async def read(chunks: list[bytes]) -> list[StreamEvent]:
-    return [event async for event in parse_stream(body(chunks))]
-
-
-async def test_edge_cases_parse_to_the_expected_events() -> None:
-    assert await read([EDGES]) == [
+def test_edge_cases_parse_to_the_expected_events() -> None:
+    assert read([EDGES]) == [
         Served("m/x", "gen-1"),  # once, from the first chunk, before any text
         TextDelta("héllo ✓ "),
         TextDelta("🚀 done"),
@@ -55,8 +55,8 @@ async def test_edge_cases_parse_to_the_expected_events() -> None:
     ]
 
 
-async def test_the_headers_generation_id_is_said_at_once_and_a_chunks_change_again() -> None:
-    events = [event async for event in parse_stream(body([EDGES]), "gen-from-header")]
+def test_the_headers_generation_id_is_said_at_once_and_a_chunks_change_again() -> None:
+    events = read([EDGES], "gen-from-header")
     assert events[:3] == [
         Served(None, "gen-from-header"),  # before any chunk: a stop now can still be asked about
         Served("m/x", "gen-1"),
@@ -65,14 +65,14 @@ async def test_the_headers_generation_id_is_said_at_once_and_a_chunks_change_aga
     assert sum(isinstance(event, Served) for event in events) == 2
 
 
-async def test_split_at_every_byte_offset_the_events_are_the_same() -> None:
-    expected = await read([EDGES])
+def test_split_at_every_byte_offset_the_events_are_the_same() -> None:
+    expected = read([EDGES])
     for offset in range(1, len(EDGES)):
-        assert await read([EDGES[:offset], EDGES[offset:]]) == expected, offset
+        assert read([EDGES[:offset], EDGES[offset:]]) == expected, offset
 
 
-async def test_one_byte_at_a_time_the_events_are_the_same() -> None:
-    assert await read([EDGES[i : i + 1] for i in range(len(EDGES))]) == await read([EDGES])
+def test_one_byte_at_a_time_the_events_are_the_same() -> None:
+    assert read([EDGES[i : i + 1] for i in range(len(EDGES))]) == read([EDGES])
 
 
 async def test_a_recorded_sandbox_stream_split_anywhere_gives_the_same_events(
@@ -89,26 +89,26 @@ async def test_a_recorded_sandbox_stream_split_anywhere_gives_the_same_events(
     )
     recorded = response.content
     assert recorded.startswith(b":")  # OpenRouter's processing comment comes first
-    expected = await read([recorded])
+    expected = read([recorded])
     assert isinstance(expected[-1], Finished)
     for offset in range(1, len(recorded), 7):
-        assert await read([recorded[:offset], recorded[offset:]]) == expected, offset
+        assert read([recorded[:offset], recorded[offset:]]) == expected, offset
 
 
-async def test_an_end_without_done_is_interrupted() -> None:
-    events = await read([EDGES.replace(b"data: [DONE]\n\n", b"")])
+def test_an_end_without_done_is_interrupted() -> None:
+    events = read([EDGES.replace(b"data: [DONE]\n\n", b"")])
     assert isinstance(events[-1], Interrupted)
     assert not any(isinstance(e, Finished) for e in events)
 
 
-async def test_an_error_chunk_fails_after_the_text_that_came_before() -> None:
+def test_an_error_chunk_fails_after_the_text_that_came_before() -> None:
     stream = (
         b'data: {"id":"g","choices":[{"delta":{"content":"partial"}}]}\n\n'
         b'data: {"id":"g","error":{"code":502,"message":"Provider returned error",'
         b'"metadata":{"error_type":"provider_unavailable"}},'
         b'"choices":[{"delta":{"content":""},"finish_reason":"error"}]}\n\n'
     )
-    served, *events = await read([stream])
+    served, *events = read([stream])
     assert served == Served(None, "g")
     assert events[0] == TextDelta("partial")
     assert isinstance(events[1], Failed)
@@ -117,12 +117,12 @@ async def test_an_error_chunk_fails_after_the_text_that_came_before() -> None:
 
 
 @pytest.mark.parametrize("garbage", [b"data: {not json}\n\n", b"data: [1,2]\n\n", b"data:\n\n"])
-async def test_odd_chunks_are_skipped_not_fatal(garbage: bytes) -> None:
-    events = await read([garbage + EDGES])
-    assert events == await read([EDGES])
+def test_odd_chunks_are_skipped_not_fatal(garbage: bytes) -> None:
+    events = read([garbage + EDGES])
+    assert events == read([EDGES])
 
 
-async def test_json_that_only_the_standard_library_reads_still_gives_its_text() -> None:
+def test_json_that_only_the_standard_library_reads_still_gives_its_text() -> None:
     """Chunks are parsed with orjson; what it refuses and ``json`` reads is not lost, and half
     an emoji (a lone surrogate) becomes U+FFFD, so the text can be stored and sent."""
     stream = (
@@ -130,7 +130,7 @@ async def test_json_that_only_the_standard_library_reads_still_gives_its_text() 
         b'data: {"id":"g","choices":[{"delta":{"content":" half \\ud83d"}}]}\n\n'
         b"data: [DONE]\n\n"
     )
-    _served, *events = await read([stream])
+    _served, *events = read([stream])
     assert events[0] == TextDelta("nan")
     assert isinstance(events[1], TextDelta) and events[1].text.startswith(" half \ufffd")
     events[1].text.encode("utf-8")  # valid Unicode: no surrogate left
