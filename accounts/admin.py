@@ -25,7 +25,7 @@ class OpenRouterKeyInline(admin.StackedInline):
 class UserAdmin(BaseUserAdmin):
     ordering = ("-date_joined",)
     # Fits a 1280 px window beside the filters: short headers, dates without the time (the
-    # time shows on hover), and long addresses wrap (css/admin.css).
+    # time shows on hover), and long addresses wrap (css/admin.css, on every admin page).
     list_display = ("email", "connected", "staff", "active", "joined", "last_sign_in")
     list_filter = ("is_staff", "is_active", "date_joined")
     search_fields = ("email", "first_name", "last_name")
@@ -40,9 +40,6 @@ class UserAdmin(BaseUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
-
-    class Media:
-        css = {"all": ["css/admin.css"]}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).select_related("openrouter_key")

@@ -39,8 +39,8 @@ class PreferencesForm(forms.ModelForm):
             and not services.chat_model_offered(value)
         ):
             raise forms.ValidationError(
-                "OpenRouter has no chat model “%(model)s”. Copy an id from the model button "
-                "under a chat's message box, or leave this blank for your OpenRouter default.",
+                "OpenRouter has no chat model “%(model)s”. Check the id (a chat's model picker "
+                "lists every one), or leave this blank for your OpenRouter default.",
                 params={"model": value},
             )
         return value

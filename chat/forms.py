@@ -51,8 +51,8 @@ class ConversationSettingsForm(ConversationOptionsForm):
         # since keeps its other settings editable.
         if model and "model" in self.changed_data and not services.chat_model_offered(model):
             raise forms.ValidationError(
-                "OpenRouter has no chat model “%(model)s”. Pick one with the model button "
-                "under the message box, or leave this blank for your OpenRouter default.",
+                "OpenRouter has no chat model “%(model)s”. Pick one with Choose…, or leave "
+                "this blank for your OpenRouter default.",
                 params={"model": model},
             )
         return model

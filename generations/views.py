@@ -1,7 +1,8 @@
 """Pages of the 3D generations: gallery and form, detail with the viewer, downloads, actions.
 
-Everything is looked up through the signed-in user: anyone else — signed out included — gets a
-404 for a generation or a file that is not theirs, never a hint that it exists.
+Everything is looked up through the signed-in user: another user gets a 404 for a generation or
+a file that is not theirs, never a hint that it exists; someone signed out is asked to sign in,
+whatever the address (so that says nothing either).
 """
 
 from __future__ import annotations
@@ -55,16 +56,16 @@ def create(request: AuthedRequest) -> HttpResponse:
     return redirect(generation)
 
 
-def detail(request: HttpRequest, pk: int) -> HttpResponse:
+@login_required
+def detail(request: AuthedRequest, pk: int) -> HttpResponse:
     generation = _own(request, pk)
     return render(request, "generations/detail.html", {"generation": generation})
 
 
-def output(request: HttpRequest, pk: int, index: int) -> FileResponse:
+@login_required
+def output(request: AuthedRequest, pk: int, index: int) -> FileResponse:
     """The stored file, to its owner only. An attachment unless ``?inline=1`` asks for the
     viewer's copy, which is granted only to files the viewer can draw."""
-    if not request.user.is_authenticated:
-        raise Http404
     item = get_object_or_404(
         GenerationOutput, generation_id=pk, generation__user_id=request.user.pk, index=index
     )
@@ -83,8 +84,9 @@ def output(request: HttpRequest, pk: int, index: int) -> FileResponse:
     return response
 
 
+@login_required
 @require_POST
-def retry(request: HttpRequest, pk: int) -> HttpResponse:
+def retry(request: AuthedRequest, pk: int) -> HttpResponse:
     generation = _own(request, pk)
     try:
         if services.generation_retry(generation=generation):
@@ -96,8 +98,9 @@ def retry(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(generation)
 
 
+@login_required
 @require_POST
-def cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def cancel(request: AuthedRequest, pk: int) -> HttpResponse:
     generation = _own(request, pk)
     if services.generation_cancel(generation=generation):
         messages.success(request, "Generation cancelled; nothing was kept.")
@@ -108,16 +111,15 @@ def cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(generation)
 
 
+@login_required
 @require_POST
-def delete(request: HttpRequest, pk: int) -> HttpResponse:
+def delete(request: AuthedRequest, pk: int) -> HttpResponse:
     services.generation_delete(generation=_own(request, pk))
     messages.success(request, "Generation deleted, with its files.")
     return redirect("generations:index")
 
 
-def _own(request: HttpRequest, pk: int) -> Generation:
-    if not request.user.is_authenticated:
-        raise Http404
+def _own(request: AuthedRequest, pk: int) -> Generation:
     queryset = Generation.objects.filter(user=request.user).prefetch_related("outputs")
     return get_object_or_404(queryset, pk=pk)
 

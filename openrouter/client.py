@@ -500,9 +500,10 @@ class MediaOutput:
     url: str | None = None
 
 
+# A 404: no 3D generation for this model (or at all); the same request would fail again.
 NO_3D = (
-    "OpenRouter does not offer 3D generation at the moment, so the object could not be made. "
-    "Try again later."
+    "OpenRouter makes no 3D objects with this model, so nothing could be made. Pick a model "
+    "that makes 3D objects."
 )
 
 

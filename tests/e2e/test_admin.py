@@ -5,7 +5,11 @@ from __future__ import annotations
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from tests.factories import PASSWORD, make_user
+from chat.models import Message
+from generations.models import Generation
+from tests.chat.conftest import add_message, make_conversation
+from tests.factories import PASSWORD, connect_user, make_user
+from tests.generations.conftest import make_generation
 
 
 def test_the_users_list_fits_a_1280_px_window(page: Page, stack: str) -> None:
@@ -34,3 +38,42 @@ def test_the_users_list_fits_a_1280_px_window(page: Page, stack: str) -> None:
         "joined",
         "last sign-in",
     ]
+
+
+def test_every_list_and_a_generations_page_fit_a_1280_px_window(page: Page, stack: str) -> None:
+    """With rows in each (long values included), no staff page scrolls sideways."""
+    staff = make_user("staff@example.com", is_staff=True, is_superuser=True)
+    user = connect_user(make_user("firstname.lastname.department@a-long-company-domain.example"))
+    conversation = make_conversation(user, title="A conversation with a rather long title " * 3)
+    add_message(conversation, Message.Role.USER, "Tell me about lighthouses " * 20)
+    add_message(
+        conversation,
+        Message.Role.ASSISTANT,
+        "Lighthouses guide ships. " * 40,
+        model_served="anthropic/claude-3.5-sonnet-20240620",
+        prompt_tokens=1234,
+        completion_tokens=5678,
+        cost="0.0123456",
+    )
+    generation = make_generation(user, state="failed", outputs=2)
+    Generation.objects.filter(pk=generation.pk).update(
+        error_code="invalid_output", prompt="A very detailed brass telescope on a tripod " * 5
+    )
+    page.goto(f"{stack}/admin/login/")
+    page.fill("input[name=username]", staff.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit]")
+    for path in [
+        "accounts/user/",
+        "accounts/openrouterkey/",
+        "chat/conversation/",
+        "chat/message/",
+        "chat/chatusage/",
+        "generations/generation/",
+        f"generations/generation/{generation.pk}/change/",
+    ]:
+        page.goto(f"{stack}/admin/{path}")
+        expect(page.locator("#content")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+        for box in page.locator(".results, .inline-group").all():
+            assert box.evaluate("box => box.scrollWidth <= box.clientWidth"), path

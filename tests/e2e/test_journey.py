@@ -145,7 +145,7 @@ def a_new_conversation_has_its_menu_and_settings_at_once(page: Page) -> None:
     # open, Escape closing the picker first.
     settings.locator(".choose-model").click()
     page.fill("#picker-search", "claude-3-haiku")
-    page.click(".picker-option[data-model-id='anthropic/claude-3-haiku']")
+    page.press("#picker-search", "Enter")  # takes the first match (the only one here)
     expect(settings.locator("input[name=model]")).to_have_value("anthropic/claude-3-haiku")
     expect(settings).to_have_attribute("open", "")
     settings.locator(".choose-model").click()
@@ -237,6 +237,16 @@ def the_last_prompt_can_be_edited(page: Page) -> None:
     answer = page.locator(".msg[data-role=assistant]").last
     expect(answer).to_have_attribute("data-state", "complete", timeout=30_000)
     expect(answer.locator(".meta-model")).to_have_text("openai/gpt-4o")
+    # Another tab on the conversation picks another model and sends: this tab's model button
+    # follows (its next edit or regenerate asks that model).
+    other = page.context.new_page()
+    other.goto(page.url)
+    with other.expect_response(lambda r: r.request.method == "POST" and "/model/" in r.url):
+        pick_model(other, "openai/gpt-4o-mini")
+    theirs = send(other, "From another tab")
+    expect(theirs).to_have_attribute("data-state", "complete", timeout=30_000)
+    expect(page.locator("#model-label")).to_have_text("openai/gpt-4o-mini")
+    other.close()
 
 
 def a_silent_answer_says_so_until_it_ends(page: Page) -> None:

@@ -109,7 +109,7 @@ def test_a_transient_502_is_retried_and_then_succeeds(connected_client: Client) 
         ("sandbox/error-403", "a cube", "403", "refused this request (violence)"),
         ("sandbox/error-451", "a cube", "451", "moderation flagged this input"),
         ("openai/shap-e", "a flagged cube", "451", "moderation flagged this input"),
-        ("sandbox/no-3d", "a cube", "404", "does not offer 3D generation"),
+        ("sandbox/no-3d", "a cube", "404", "makes no 3D objects with this model"),
         ("openai/shap-e", "a huge cube", "413", "larger than 20 MB, the most we keep"),
     ],
 )
@@ -133,9 +133,10 @@ def test_an_upstream_without_3d_is_told_in_plain_words(connected_client: Client)
     generation = wait_for_state(
         start(connected_client, model="sandbox/no-3d", prompt="x"), "failed"
     )
+    # The same request would fail again, and the page says so: no "try again later" here.
     assert generation.error_message == (
-        "OpenRouter does not offer 3D generation at the moment, so the object could not be "
-        "made. Try again later."
+        "OpenRouter makes no 3D objects with this model, so nothing could be made. Pick a "
+        "model that makes 3D objects."
     )
 
 

@@ -68,7 +68,7 @@ def test_an_upstream_without_3d_says_so(api_key: str) -> None:
     with pytest.raises(OpenRouterError) as error:
         client.generate_object(api_key, payload("a chair", model="sandbox/no-3d"))
     assert error.value.status == 404
-    assert "does not offer 3D generation" in error.value.message
+    assert "makes no 3D objects with this model" in error.value.message
 
 
 def test_a_fail_once_prompt_is_retryable_then_succeeds(api_key: str) -> None:

@@ -143,7 +143,7 @@ function start(app) {
       const actions = document.createElement("div");
       actions.className = "msg-actions";
       if (entry.source) actions.append(actionButton("copy", "Copy")); // not for an empty error
-      if (entry === last && !streaming) {
+      if (entry === last && !streaming && connected) {
         const failed = entry.state === "error" || entry.state === "interrupted";
         actions.append(actionButton(failed ? "retry" : "regenerate", failed ? "Retry" : "Regenerate"));
       }
@@ -238,6 +238,11 @@ function start(app) {
     started(frame) {
       if (frame.replaces) remove(frame.replaces);
       if (!state.conversation) becomeConversation(frame.conversation);
+      // The model it was asked of (another tab may have picked it): shown, unless a pick made
+      // here is still to be sent.
+      if (frame.conversation.id === state.conversation && !state.modelChosen) {
+        showModel(frame.conversation.model);
+      }
       stopEditing(state.entries.get(frame.user.id)); // an edit went through (here or elsewhere)
       upsert(frame.user);
       upsert(frame.message);
@@ -439,12 +444,16 @@ function start(app) {
     url: app.dataset.modelsUrl,
     current: () => state.model,
     onChoose(model) {
-      state.model = model.id;
+      showModel(model.id);
       state.modelChosen = true;
-      label.textContent = model.id || "My OpenRouter default";
       if (state.conversation) rememberModel(model.id);
     },
   });
+
+  function showModel(id) {
+    state.model = id;
+    label.textContent = id || "My OpenRouter default";
+  }
 
   // A conversation's Settings (on the page, or added after its first send): its model field
   // gets a button that opens the same picker.

@@ -131,6 +131,10 @@ export function setupPicker({ dialog, button, url, current, onChoose }) {
     if (event.key === "ArrowDown") {
       event.preventDefault();
       list.querySelector(".picker-option")?.focus();
+    } else if (event.key === "Enter" && !event.isComposing) {
+      // Enter takes the first match (the dialog's form would otherwise close it, choosing none).
+      event.preventDefault();
+      list.querySelector(".picker-option")?.click();
     }
   });
   function open(forChooser) {
