@@ -255,9 +255,12 @@ def _options(options: Any) -> dict[str, Any]:
     form = ConversationOptionsForm(
         data={name: "" if options.get(name) is None else options[name] for name in OPTION_FIELDS}
     )
-    if not form.is_valid():
-        field, errors = next(iter(form.errors.items()))
-        raise ChatError("bad_request", f"{field.replace('_', ' ').capitalize()}: {errors[0]}")
+    if not form.is_valid():  # every field's error at once, not one per try
+        said = [
+            f"{field.replace('_', ' ').capitalize()}: {errors[0]}"
+            for field, errors in form.errors.items()
+        ]
+        raise ChatError("bad_request", " ".join(said))
     return {name: form.cleaned_data[name] for name in OPTION_FIELDS}
 
 

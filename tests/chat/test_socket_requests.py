@@ -469,6 +469,14 @@ def _lost_and_alive_answers(user: User) -> tuple[Conversation, Message, Message]
     return conversation, lost, alive
 
 
+def test_a_new_conversations_options_are_refused_with_every_reason_at_once() -> None:
+    frame = {"type": "send", "conversation": None, "text": "hi"}
+    with pytest.raises(protocol.ChatError) as refused:
+        protocol.parse({**frame, "options": {"temperature": 5, "max_tokens": -3}})
+    assert refused.value.code == "bad_request"
+    assert "Temperature: " in refused.value.message and "Max tokens: " in refused.value.message
+
+
 async def test_a_new_conversation_keeps_its_model_and_options(tabs: Any, cookie: bytes) -> None:
     tab: Tab = await tabs(cookie)
     options = {"system_prompt": "Be brief.", "temperature": 0.3, "max_tokens": 12}
