@@ -375,6 +375,9 @@ class ChatConsumer(JsonConsumer):
                 await self._resend(message_id)
         await self.send_json(frame)
 
+    async def chat_deleted(self, event: dict[str, Any]) -> None:
+        await self.send_json(event["frame"])
+
     async def chat_usage(self, event: dict[str, Any]) -> None:
         """An answer cut short, its usage now known (``services.usage_fill``): ``done`` again."""
         await self.send_json(event["frame"])

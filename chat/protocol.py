@@ -50,6 +50,8 @@ type            fields                                       meaning
 ``done``        ``message`` (a view without ``text``)        The final state, usage, model served;
                                                              again once the usage of an answer
                                                              cut short is known.
+``deleted``     ``conversation`` int                         The conversation was deleted (in
+                                                             another tab, say).
 ``error``       ``code`` str, ``message`` str, ``ref``?,     A request failed; the socket stays
                 ``retry_after`` int?                         open and usable.
 ``pong``        ``ref``?                                     Answer to ``ping``.
@@ -326,6 +328,10 @@ def delta_frame(message_id: int, text: str, seq: int) -> dict[str, Any]:
 
 def done_frame(message: Message) -> dict[str, Any]:
     return {"type": "done", "message": message_view(message, text=False)}
+
+
+def deleted_frame(conversation_id: int) -> dict[str, Any]:
+    return {"type": "deleted", "conversation": conversation_id}
 
 
 def error_frame(error: ChatError, ref: Any = None) -> dict[str, Any]:

@@ -120,13 +120,19 @@ def conversation_set_model(*, conversation: Conversation, model: str) -> Convers
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
-    """Delete a conversation; answers still streaming in it are stopped wherever they run."""
+    """Delete a conversation; answers still streaming in it are stopped wherever they run, and
+    the tabs showing it are told (``deleted``), so that none goes on as if it were there."""
     streaming = list(
         conversation.messages.filter(state=Message.State.STREAMING).values_list("pk", "writer")
     )
+    conversation_id = conversation.pk
     conversation.delete()
     for message_id, writer in streaming:
         relay_stop_request(writer=writer, message_id=message_id)
+    async_to_sync(get_channel_layer().group_send)(
+        protocol.conversation_group(conversation_id),
+        {"type": "chat.deleted", "frame": protocol.deleted_frame(conversation_id)},
+    )
 
 
 # --- sending and answering --------------------------------------------------------------------

@@ -386,6 +386,21 @@ async def test_editing_the_last_prompt_answers_it_again_as_it_now_reads(
     ]
 
 
+async def test_tabs_showing_a_conversation_are_told_when_it_is_deleted(
+    tabs: Any, cookie: bytes
+) -> None:
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello")
+    conversation_id = (await tab.answer()).started["conversation"]["id"]  # type: ignore[index]
+    other: Tab = await tabs(cookie)
+    await other.send(type="subscribe", conversation=conversation_id)
+    await other.expect("subscribed")
+    conversation = await sync_to_async(Conversation.objects.get)(pk=conversation_id)
+    await sync_to_async(services.conversation_delete)(conversation=conversation)  # the page's
+    for each in (tab, other):
+        assert await each.expect("deleted") == {"type": "deleted", "conversation": conversation_id}
+
+
 async def test_a_stop_reaches_an_answer_through_its_writer_channel(
     tabs: Any, cookie: bytes
 ) -> None:

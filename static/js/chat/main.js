@@ -271,6 +271,16 @@ function start(app) {
       }
       showError(frame.message);
     },
+    deleted(frame) {
+      if (frame.conversation !== state.conversation) return;
+      // Deleted elsewhere: nothing here can be sent or answered any more; say so, with the way out.
+      const notice = document.getElementById("conversation-deleted");
+      notice.hidden = false;
+      notice.querySelector("a").focus();
+      for (const control of composerForm.elements) control.disabled = true;
+      state.deleted = true;
+      document.querySelector(`#conversation-list [data-conversation-id="${frame.conversation}"]`)?.remove();
+    },
     pong() {},
   };
 
@@ -280,6 +290,7 @@ function start(app) {
     if (frame.type !== "pong") lastNews = Date.now();
     handler(frame);
     if (frame.type !== "delta" && frame.type !== "pong") refreshControls();
+    if (state.deleted) for (const actions of log.querySelectorAll(".msg-actions")) actions.remove();
   }
 
   function becomeConversation(conversation) {
@@ -366,7 +377,7 @@ function start(app) {
     onFrame,
     onStatus(value) {
       status.textContent = STATUS_TEXT[value] ?? "";
-      sendButton.disabled = !connected || value !== "open";
+      sendButton.disabled = !connected || value !== "open" || Boolean(state.deleted);
     },
   });
 
