@@ -61,6 +61,10 @@ HEARTBEAT_INTERVAL = 10.0  # seconds between "still writing" beats (see services
 GROUP_SENDS_AT_ONCE = 32  # concurrent group sends per process (each holds a Redis connection)
 
 
+# How far a checkpoint reaches: parts and characters of the text, and who serves the answer.
+Mark = tuple[int, int, Served]
+
+
 class Listener(Protocol):
     """The socket that asked for an answer: it gets every delta directly."""
 
@@ -107,7 +111,7 @@ class Relay:
         self.ttft_ms: int | None = None
         self.spent: Spent | None = None
         self.served = Served(None, None)  # the model and generation, once the stream names them
-        self.served_saved = self.served_saving = self.served  # what the database holds of them
+        self.served_saved = self.served  # what the database holds of them
         self.stop_requested = False
         self.finished = False
         self.lock = asyncio.Lock()  # one group send at a time, in order; none after the end
@@ -228,21 +232,20 @@ class Relay:
     def has_unsaved_text(self) -> bool:
         return self.db_parts < len(self.parts)
 
-    def checkpoint_piece(self) -> tuple[Append, tuple[int, int]]:
+    def checkpoint_piece(self) -> tuple[Append, Mark]:
         """The text the database lacks, with the model and generation if it lacks those too
         (an answer whose process dies then still gets its usage: ``services.usage_fill``), and
         the mark it reaches once appended."""
-        self.served_saving = served = self.served
-        if served == self.served_saved:
-            served = Served("", "")
+        served = self.served
+        told = Served("", "") if served == self.served_saved else served
         text = "".join(self.parts[self.db_parts :])
-        append = Append(self.message_id, text, served.model or "", served.generation_id or "")
-        return append, (len(self.parts), self.length)
+        append = Append(self.message_id, text, told.model or "", told.generation_id or "")
+        return append, (len(self.parts), self.length, served)
 
-    def saved(self, mark: tuple[int, int]) -> None:
-        self.db_parts, self.db_length = mark
-        self.served_saved = self.served_saving
-        self.rebase_to = mark  # after the next group delta, which is sent after this commit
+    def saved(self, mark: Mark) -> None:
+        self.db_parts, self.db_length, self.served_saved = mark
+        # After the next group delta, which is sent after this commit.
+        self.rebase_to = (self.db_parts, self.db_length)
         if not self.lock.locked():  # no group delta under way with a position in ``parts``
             self._compact()
 

@@ -416,6 +416,9 @@ class _IdleLimit:
         self.timer.cancel()
 
 
+ENDED = "ended without [DONE]"  # a body that just stopped: partial, never complete
+
+
 async def stream_chat(api_key: str, payload: dict[str, Any]) -> AsyncIterator[StreamEvent]:
     """A streamed chat completion as typed events (see ``openrouter.streaming``).
 
@@ -461,9 +464,8 @@ async def stream_chat(api_key: str, payload: dict[str, Any]) -> AsyncIterator[St
                 except (aiohttp.ClientError, OSError) as exc:
                     yield parser.interrupted(f"connection lost ({type(exc).__name__})")
                 else:
-                    if not piece:
-                        yield parser.interrupted("ended without [DONE]")
-                    for event in parser.feed(piece):
+                    events = parser.feed(piece) if piece else [parser.interrupted(ENDED)]
+                    for event in events:
                         yield event
         finally:
             if response.content.is_eof():

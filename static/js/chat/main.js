@@ -31,6 +31,7 @@ function start(app) {
     entries: new Map(), // message id → entry
     pending: null, // {ref, text} of a prompt sent and not yet started
     following: true,
+    deleted: false, // the conversation was deleted elsewhere (a ``deleted`` frame)
   };
 
   // --- messages -----------------------------------------------------------------------------
@@ -128,6 +129,7 @@ function start(app) {
     const last = entries[entries.length - 1];
     for (const entry of entries) {
       entry.el.querySelector(":scope > .msg-actions")?.remove();
+      if (state.deleted) continue; // deleted elsewhere: nothing to act on
       if (entry.role === "user") {
         // The last prompt, answered, can be edited (and so answered again).
         const editable = entry === entries[entries.length - 2] && !streaming && connected;
@@ -290,7 +292,6 @@ function start(app) {
     if (frame.type !== "pong") lastNews = Date.now();
     handler(frame);
     if (frame.type !== "delta" && frame.type !== "pong") refreshControls();
-    if (state.deleted) for (const actions of log.querySelectorAll(".msg-actions")) actions.remove();
   }
 
   function becomeConversation(conversation) {
@@ -377,7 +378,7 @@ function start(app) {
     onFrame,
     onStatus(value) {
       status.textContent = STATUS_TEXT[value] ?? "";
-      sendButton.disabled = !connected || value !== "open" || Boolean(state.deleted);
+      sendButton.disabled = !connected || value !== "open" || state.deleted;
     },
   });
 
@@ -471,10 +472,8 @@ function start(app) {
   function addModelChooser(root) {
     const field = root.querySelector(".settings-panel input[name=model]");
     if (!field || field.nextElementSibling?.classList.contains("choose-model")) return;
-    const choose = document.createElement("button");
-    choose.type = "button";
-    choose.className = "secondary small choose-model";
-    choose.textContent = "Choose…";
+    const choose = actionButton("choose-model", "Choose…");
+    choose.classList.add("choose-model");
     choose.setAttribute("aria-label", "Choose the model from OpenRouter's list");
     field.after(choose);
     choose.addEventListener("click", () =>
