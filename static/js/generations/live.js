@@ -41,13 +41,14 @@ export function connectLive({ onEvent, onStatus = () => {} }) {
 
 export function formatDuration(seconds) {
   // Same words as generations/templatetags/generation_tags.py: took.
-  if (seconds < 10) return `${seconds.toFixed(1)} s`;
-  if (seconds < 60) return `${Math.round(seconds)} s`;
+  if (seconds < 1) return "under a second";
   const total = Math.round(seconds);
+  if (total < 60) return `${total} s`;
   const minutes = Math.floor(total / 60);
   const rest = total % 60;
   if (minutes < 60) return rest ? `${minutes} min ${rest} s` : `${minutes} min`;
-  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  const hours = Math.floor(minutes / 60);
+  return minutes % 60 ? `${hours} h ${minutes % 60} min` : `${hours} h`;
 }
 
 const LABELS = {
