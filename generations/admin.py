@@ -68,6 +68,13 @@ class GenerationAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # generations are started by their owner, with their key
 
+    def has_change_permission(self, request: HttpRequest, obj: Generation | None = None) -> bool:
+        # A finished generation is a record of what was asked and what came of it: its page
+        # is read-only (delete and the list's actions stay).
+        if obj is not None and not obj.in_flight:
+            return False
+        return super().has_change_permission(request, obj)
+
     @admin.display(description="prompt")
     def short_prompt(self, generation: Generation) -> str:
         return generation.prompt[:80]

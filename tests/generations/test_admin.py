@@ -89,3 +89,26 @@ def test_deleting_in_the_admin_removes_the_files_too(staff: Client, user: User) 
 
     assert not Generation.objects.filter(pk=generation.pk).exists()
     assert not default_storage.exists(name)
+
+
+@pytest.mark.parametrize("state", ["succeeded", "failed", "cancelled"])
+def test_a_finished_generation_is_read_only_but_can_be_deleted(
+    staff: Client, user: User, state: str
+) -> None:
+    generation = make_generation(user, state=state, prompt="a golden ring", error_code="502")
+    url = reverse("admin:generations_generation_change", args=[generation.pk])
+    page = staff.get(url).content.decode()
+    assert "a golden ring" in page and "502" in page  # everything still shown
+    assert 'name="prompt"' not in page and 'name="model"' not in page
+    assert 'name="_save"' not in page
+    assert reverse("admin:generations_generation_delete", args=[generation.pk]) in page
+    response = staff.post(url, {"prompt": "something else", "model": "other/model"})
+    assert response.status_code == 403
+    generation.refresh_from_db()
+    assert (generation.prompt, generation.model) == ("a golden ring", "openai/shap-e")
+
+
+def test_a_generation_in_flight_can_still_be_corrected(staff: Client, user: User) -> None:
+    generation = make_generation(user, state="queued", outputs=0)
+    page = staff.get(reverse("admin:generations_generation_change", args=[generation.pk]))
+    assert 'name="prompt"' in page.content.decode()
