@@ -859,7 +859,7 @@ def streams_sweep(*, stale_after: float = STALE_AFTER) -> list[Message]:
 
 # --- the model catalogue ----------------------------------------------------------------------
 
-CATALOGUE_KEY = "chat:models:v1"
+CATALOGUE_KEY = "chat:models:v2"  # v2: entries say what they output
 CATALOGUE_LOCK = "chat:models:refreshing"
 CATALOGUE_FRESH_FOR = 600.0  # seconds before a background refresh
 CATALOGUE_KEEP_FOR = 7 * 86400  # a stale list beats none when OpenRouter is down
@@ -875,8 +875,13 @@ class Catalogue:
     refreshing: bool
 
 
-def models_catalogue() -> Catalogue:
-    """The chat models for the picker, from the cache; never blocks on a slow upstream.
+# What the product can use a model for: chat answers (text) or 3D objects.
+CATALOGUE_OUTPUTS = ("text", "3d")
+
+
+def models_catalogue(*, output: str = "text") -> Catalogue:
+    """The models that make ``output`` (chat models for the picker, ``"3d"`` for the 3D form),
+    from the cache; never blocks on a slow upstream.
 
     A stale list is served at once while one background thread (one per cluster, thanks to a
     cache lock) fetches a new one; with no list at all, the caller waits a short while for it.
@@ -893,7 +898,8 @@ def models_catalogue() -> Catalogue:
             return Catalogue(models=[], fetched_at=None, refreshing=True)
     elif time.time() - cached["fetched_at"] > CATALOGUE_FRESH_FOR:
         _refresh_in_background()
-    return Catalogue(models=cached["models"], fetched_at=cached["fetched_at"], refreshing=False)
+    models = [entry for entry in cached["models"] if output in entry["outputs"]]
+    return Catalogue(models=models, fetched_at=cached["fetched_at"], refreshing=False)
 
 
 def chat_model_offered(model: str) -> bool:
@@ -908,7 +914,8 @@ def chat_model_offered(model: str) -> bool:
 
 
 def models_catalogue_refresh() -> int:
-    """Fetch ``/models`` and cache the chat models; returns how many. Raises ``OpenRouterError``."""
+    """Fetch ``/models`` and cache the chat and 3D models; returns how many. Raises
+    ``OpenRouterError``."""
     try:
         models = [entry for raw in openrouter.list_models() if (entry := picker_entry(raw))]
         models.sort(key=lambda entry: entry["name"].lower())
@@ -932,12 +939,14 @@ def _refresh_logged() -> None:
 
 
 def picker_entry(model: dict[str, Any]) -> dict[str, Any] | None:
-    """One ``/models`` entry as the picker shows it (prices in USD per million tokens), or
-    ``None`` for a model that does not chat (no text output) or an entry without an id."""
+    """One ``/models`` entry as the picker shows it (prices in USD per million tokens) with
+    ``outputs``, what of ``CATALOGUE_OUTPUTS`` it makes; ``None`` for a model that makes none
+    of them (say, images only) or an entry without an id."""
     if not isinstance(model, dict) or not isinstance(model.get("id"), str):
         return None
-    outputs = (model.get("architecture") or {}).get("output_modalities") or ["text"]
-    if "text" not in outputs:
+    made = (model.get("architecture") or {}).get("output_modalities") or ["text"]
+    outputs = [output for output in CATALOGUE_OUTPUTS if output in made]
+    if not outputs:
         return None
     pricing = model.get("pricing") or {}
     prompt = _per_million(pricing.get("prompt"))
@@ -950,6 +959,7 @@ def picker_entry(model: dict[str, Any]) -> dict[str, Any] | None:
         "prompt_per_m": prompt,
         "completion_per_m": completion,
         "free": prompt == "0" and completion == "0",
+        "outputs": outputs,
     }
 
 

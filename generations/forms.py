@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 from django.core.validators import RegexValidator
 
+from chat.services import models_catalogue
 from generations.models import DEFAULT_MODEL, Generation
 from openrouter.errors import size_in_words
 
@@ -33,10 +34,9 @@ class GenerationForm(forms.Form):
     )
     model = forms.CharField(
         max_length=200,
-        initial=DEFAULT_MODEL,
         validators=[model_id],
         required=False,
-        help_text=f"An OpenRouter model that makes 3D objects; blank means {DEFAULT_MODEL}.",
+        widget=forms.TextInput(attrs={"list": "models-3d", "autocomplete": "off"}),
     )
     num_inference_steps = forms.IntegerField(
         label="Inference steps",
@@ -75,6 +75,16 @@ class GenerationForm(forms.Form):
         # Read per form, so a changed setting shows at once (it is also what the worker enforces).
         limit = size_in_words(settings.GENERATION_MAX_OUTPUT_BYTES)
         self.fields["extension"].help_text = f"Objects up to {limit} each."
+        # OpenRouter's 3D models, suggested in the field (index.html's datalist); any other id
+        # may still be typed. The default is ours unless OpenRouter no longer lists it.
+        self.model_suggestions = models_catalogue(output="3d").models
+        listed = [entry["id"] for entry in self.model_suggestions]
+        self.default_model = DEFAULT_MODEL if not listed or DEFAULT_MODEL in listed else listed[0]
+        model = self.fields["model"]
+        model.initial = self.default_model
+        model.help_text = (
+            f"An OpenRouter model that makes 3D objects; blank means {self.default_model}."
+        )
 
     def clean_model(self) -> str:
-        return str(self.cleaned_data.get("model") or DEFAULT_MODEL)
+        return str(self.cleaned_data.get("model") or self.default_model)

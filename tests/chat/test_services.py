@@ -327,15 +327,16 @@ def test_a_cold_catalogue_is_fetched_once_then_served_from_the_cache(no_catalogu
     assert (mini["prompt_per_m"], mini["completion_per_m"], mini["free"]) == ("0.15", "0.6", False)
     assert mini["context_length"] == 128000
     assert next(m for m in catalogue.models if m["id"] == "google/gemma-2-9b-it:free")["free"]
-    assert cache.get(services.CATALOGUE_KEY)["models"] == catalogue.models
+    cached = cache.get(services.CATALOGUE_KEY)["models"]
+    assert [model for model in cached if "text" in model["outputs"]] == catalogue.models
 
 
 def test_a_stale_catalogue_is_served_at_once_and_refreshed_in_the_background(
     no_catalogue: None,
 ) -> None:
-    old = {"models": [{"id": "old/model"}], "fetched_at": time.time() - 10 * 3600}
+    old = {"models": [{"id": "old/model", "outputs": ["text"]}], "fetched_at": time.time() - 36000}
     cache.set(services.CATALOGUE_KEY, old)
-    assert services.models_catalogue().models == [{"id": "old/model"}]
+    assert services.models_catalogue().models == old["models"]
     deadline = time.monotonic() + 10
     while cache.get(services.CATALOGUE_KEY)["models"] == old["models"]:
         assert time.monotonic() < deadline, "the background refresh never came"
@@ -349,6 +350,22 @@ def test_with_the_upstream_down_a_cold_catalogue_says_it_is_still_coming(
     settings.OPENROUTER_URL = "http://127.0.0.1:9"  # nothing listens there
     catalogue = services.models_catalogue()
     assert (catalogue.models, catalogue.refreshing) == ([], True)
+
+
+def test_the_catalogue_keeps_3d_models_apart_from_the_chat_models(no_catalogue: None) -> None:
+    objects = services.models_catalogue(output="3d").models
+    assert [(model["id"], model["outputs"]) for model in objects] == [("openai/shap-e", ["3d"])]
+    chat = services.models_catalogue().models
+    assert chat and all(model["outputs"] == ["text"] for model in chat)
+    assert services.chat_model_offered("openai/gpt-4o-mini")
+    assert not services.chat_model_offered("openai/shap-e")
+
+
+def test_a_model_that_makes_neither_text_nor_3d_is_left_out() -> None:
+    images = {"id": "a/painter", "architecture": {"output_modalities": ["image"]}}
+    both = {"id": "a/both", "architecture": {"output_modalities": ["image", "text"]}}
+    assert services.picker_entry(images) is None
+    assert services.picker_entry(both)["outputs"] == ["text"]  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

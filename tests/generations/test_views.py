@@ -15,6 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
+from chat.services import Catalogue
+from generations import forms
 from generations.models import Generation
 from tests.generations.conftest import PLY, make_generation
 
@@ -78,6 +80,27 @@ def test_reloading_a_form_sent_back_with_errors_opens_the_gallery(
 def test_a_blank_model_means_the_default(connected_client: Client) -> None:
     create(connected_client, model="")
     assert Generation.objects.get().model == "openai/shap-e"
+
+
+def test_the_form_suggests_the_3d_models_and_no_chat_model(connected_client: Client) -> None:
+    page = connected_client.get(reverse("generations:index")).content.decode()
+    assert 'list="models-3d"' in page and '<datalist id="models-3d">' in page
+    suggested = page.split('<datalist id="models-3d">')[1].split("</datalist>")[0]
+    assert '<option value="openai/shap-e" label="OpenAI: Shap-E">' in suggested
+    assert "openai/gpt-4o-mini" not in suggested
+    assert 'name="model" value="openai/shap-e"' in page
+
+
+def test_when_openrouter_no_longer_lists_our_default_a_listed_3d_model_is_the_default(
+    connected_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = {"id": "acme/mesh-1", "name": "Acme: Mesh 1", "outputs": ["3d"]}
+    listed = Catalogue(models=[other], fetched_at=1.0, refreshing=False)
+    monkeypatch.setattr(forms, "models_catalogue", lambda output: listed)
+    page = connected_client.get(reverse("generations:index")).content.decode()
+    assert 'name="model" value="acme/mesh-1"' in page and "blank means acme/mesh-1" in page
+    create(connected_client, model="")
+    assert Generation.objects.get().model == "acme/mesh-1"
 
 
 def test_the_form_states_the_size_limit_of_an_object(
