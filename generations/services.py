@@ -115,6 +115,35 @@ FAILURE_SENTENCES = {
 }
 
 
+# What went wrong, by the code of an upstream error worth retrying: said while a retry waits and,
+# with what to do, once retries are given up. Not OpenRouter's own sentence, whose "try again in
+# 7 s" would stay on a failed generation long after those seconds.
+TRANSIENT_TROUBLE = {
+    "408": "The model took too long to answer",
+    "429": "OpenRouter is rate-limiting these requests",
+    "502": "The model is down or sent an invalid response",
+    "503": "No provider can serve this model right now",
+    "network": "OpenRouter could not be reached",
+}
+
+
+def _trouble(exc: OpenRouterError) -> str:
+    return TRANSIENT_TROUBLE.get(exc.code, f"OpenRouter answered with an error (HTTP {exc.code})")
+
+
+def upstream_failure_sentence(exc: OpenRouterError) -> str:
+    """What a user reads when an upstream error ends the generation: OpenRouter's sentence for a
+    refusal, ours for a transient error given up on (what failed, what to do, no countdown)."""
+    if not exc.retryable:
+        return exc.message
+    free = " Free (:free) models have tight limits; a paid variant avoids them."
+    hint = free if exc.code == "429" and "free" in exc.detail.lower() else ""
+    return (
+        f"{_trouble(exc)}, so the generation was stopped. "
+        f"Retry in a few minutes or pick another model.{hint}"
+    )
+
+
 def timeout_sentence() -> str:
     minutes = max(1, settings.GENERATION_TIME_LIMIT // 60)
     limit = "1 minute" if minutes == 1 else f"{minutes} minutes"
@@ -309,7 +338,7 @@ def _attempt(generation: Generation, token: str, retries_left: bool) -> None:
         if exc.retryable and retries_left and (exc.retry_after or 0) <= MAX_RETRY_AFTER:
             _release(generation, token, exc)
             raise
-        _finish_failed(generation, token, exc.code, exc.message)
+        _finish_failed(generation, token, exc.code, upstream_failure_sentence(exc))
     except SoftTimeLimitExceeded:
         _finish_failed(generation, token, "timeout", timeout_sentence())
     except Exception:
@@ -446,7 +475,7 @@ def _progress(generation: Generation, token: str, text: str) -> None:
 
 
 def _release(generation: Generation, token: str, exc: OpenRouterError) -> None:
-    text = f"{exc.message} Trying again shortly…"
+    text = f"{_trouble(exc)}. Trying again shortly…"
     try:
         _save_claimed(generation, token, generation.mark_waiting(progress=text))
     except ClaimLost:
@@ -646,6 +675,7 @@ def generation_event(*, generation: Generation) -> dict[str, Any]:
         "progress": generation.progress,
         "error_code": generation.error_code,
         "error_message": generation.error_message,
+        "retry_can_help": generation.retry_can_help,
         "attempts": generation.attempts,
         "started_at": generation.started_at.isoformat() if generation.started_at else None,
         "duration": duration.total_seconds() if duration is not None else None,

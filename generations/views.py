@@ -95,6 +95,8 @@ def retry(request: AuthedRequest, pk: int) -> HttpResponse:
             messages.info(request, "Only a failed or cancelled generation can be run again.")
     except services.GenerationLimitReached as exc:
         messages.error(request, exc.message)
+    if request.POST.get("from") == "gallery":  # the card's button: back to the cards
+        return redirect("generations:index")
     return redirect(generation)
 
 

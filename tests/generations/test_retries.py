@@ -60,9 +60,16 @@ def test_a_transient_error_is_retried_up_to_the_limit_then_fails(
     assert generation.attempts == services.MAX_RETRIES + 1
     assert [call["retries"] for call in delays] == list(range(services.MAX_RETRIES))
     assert {call["retry_after"] for call in delays} == {retry_after}
-    # Between attempts it waits in the queue, saying why.
+    # Between attempts it waits in the queue, saying why, but not to try again oneself.
     assert {call["state"] for call in delays} == {"queued"}
-    assert "Trying again shortly" in delays[0]["progress"]
+    assert delays[0]["progress"].endswith(". Trying again shortly…")
+    assert "again in" not in delays[0]["progress"].lower()
+    # Given up: what failed and what to do, with no countdown left over from the last attempt.
+    assert (
+        ", so the generation was stopped. Retry in a few minutes or pick another model."
+        in generation.error_message
+    )
+    assert " s." not in generation.error_message and "again in" not in generation.error_message
 
 
 def test_a_network_failure_is_retried_too(
@@ -71,17 +78,21 @@ def test_a_network_failure_is_retried_too(
     settings.OPENROUTER_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     generation = run(connected_user, "openai/shap-e")
     assert (generation.state, generation.error_code) == ("failed", "network")
-    assert "Could not reach OpenRouter" in generation.error_message
+    assert generation.error_message.startswith("OpenRouter could not be reached, so the")
     assert len(delays) == services.MAX_RETRIES
 
 
-def test_a_retry_after_too_long_to_wait_for_fails_with_the_upstream_sentence(
+def test_a_retry_after_too_long_to_wait_for_fails_without_a_countdown(
     connected_user: User, delays: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(services, "MAX_RETRY_AFTER", 5.0)  # the sandbox's 429 says 7 s
     generation = run(connected_user, "sandbox/error-429")
     assert (generation.state, generation.error_code, generation.attempts) == ("failed", "429", 1)
-    assert "try again in 7 s" in generation.error_message
+    assert generation.error_message == (
+        "OpenRouter is rate-limiting these requests, so the generation was stopped. "
+        "Retry in a few minutes or pick another model. Free (:free) models have tight limits; "
+        "a paid variant avoids them."  # the sandbox's 429 names a free-models limit
+    )
     assert delays == []
 
 

@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from accounts.models import User
 from chat.services import Catalogue
-from generations import forms
+from generations import forms, services
 from generations.models import Generation
+from openrouter.errors import OpenRouterError
 from tests.generations.conftest import PLY, make_generation
 
 pytestmark = pytest.mark.django_db
@@ -187,6 +188,34 @@ def test_a_failed_generation_shows_the_upstream_sentence_and_retry_only_where_it
     assert (reverse("generations:retry", args=[generation.pk]) in page) is retry_can_help
     new_one = f'href="{reverse("generations:index")}">describe the object differently'
     assert (new_one in page) is not retry_can_help
+
+
+def test_a_failed_card_says_what_failed_and_offers_a_retry_with_no_countdown(
+    signed_in: Client, user: User
+) -> None:
+    given_up = OpenRouterError.from_status(429, "Rate limit exceeded", retry_after=7)
+    generation = make_generation(
+        user,
+        state="failed",
+        outputs=0,
+        error_code="429",
+        error_message=services.upstream_failure_sentence(given_up),
+    )
+    refused = make_generation(
+        user, state="failed", outputs=0, error_code="451", error_message="Flagged."
+    )
+    gallery = signed_in.get(reverse("generations:index")).content.decode()
+    assert "OpenRouter is rate-limiting these requests, so the generation was stopped." in gallery
+    assert "Retry in a few minutes or pick another model." in gallery
+    assert "again in 7 s" not in gallery
+    assert f'action="{reverse("generations:retry", args=[generation.pk])}"' in gallery
+    assert reverse("generations:retry", args=[refused.pk]) not in gallery  # would fail again
+    response = signed_in.post(
+        reverse("generations:retry", args=[generation.pk]), {"from": "gallery"}
+    )
+    assert response["Location"] == reverse("generations:index")
+    generation.refresh_from_db()
+    assert generation.state == "queued"
 
 
 def test_the_owner_downloads_an_attachment_or_the_viewer_copy(

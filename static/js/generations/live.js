@@ -74,8 +74,11 @@ export function applyEvent(generation) {
     setText(root, "progress", inFlight ? generation.progress : "");
     const cancel = root.querySelector('[data-role="cancel"]');
     if (cancel) cancel.hidden = !inFlight; // nothing left to cancel
+    const failed = generation.state === "failed";
     const error = root.querySelector('[data-role="error"]');
-    if (error) setTextWithLinks(error, generation.state === "failed" ? generation.error_message : "");
+    if (error) setTextWithLinks(error, failed ? generation.error_message : "");
+    const retry = root.querySelector('[data-role="retry"]');
+    if (retry) retry.hidden = !(failed && generation.retry_can_help);
     const time = root.querySelector('[data-role="time"]');
     if (time) {
       if (generation.started_at) time.dataset.startedAt = generation.started_at;
