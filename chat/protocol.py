@@ -223,7 +223,7 @@ def _text(frame: dict[str, Any]) -> str:
     """A prompt's text: not blank, storable, within the limit."""
     text = frame.get("text")
     if not isinstance(text, str) or not text.strip():
-        raise ChatError("bad_request", "Type a message first.")
+        raise ChatError("bad_request", "A message cannot be empty.")
     if not _storable(text):
         raise ChatError("bad_request", "That message contains characters that cannot be stored.")
     if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:

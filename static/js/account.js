@@ -1,5 +1,7 @@
 // Account page: fetch the key's credit figures in the background so a slow OpenRouter never
 // holds up the page.
+import { addChooseButton, setupPicker } from "./chat/picker.js";
+
 const box = document.getElementById("credits");
 const status = document.getElementById("credits-status");
 
@@ -29,3 +31,8 @@ async function load() {
 }
 
 if (box && !box.dataset.loaded) load();
+
+// The default model's field gets the chat's model picker, as a conversation's Settings do.
+const picker = document.getElementById("model-picker");
+const defaultModel = document.getElementById("id_default_model");
+if (picker && defaultModel) addChooseButton(defaultModel, setupPicker({ dialog: picker }));

@@ -365,6 +365,13 @@ async def test_editing_the_last_prompt_answers_it_again_as_it_now_reads(
     await tab.send(type="edit", message=second.message_id, text="an answer is no prompt")
     assert (await tab.expect("error"))["code"] == "not_allowed"
 
+    await tab.send(type="edit", message=second.message_id - 1, text=" \n ", ref="blank")
+    blank = await tab.expect("error")
+    assert (blank["code"], blank["message"], blank["ref"]) == (
+        "bad_request",
+        "A message cannot be empty.",
+        "blank",
+    )
     await tab.send(type="edit", message=second.message_id - 1, text="tell me about tides")
     edited = await tab.answer()
     assert edited.started["replaces"] == second.message_id  # type: ignore[index]

@@ -55,8 +55,15 @@ def test_the_list_searches_titles_and_messages(
     add_message(theirs, Message.Role.USER, "my list")
     page = signed_in.get("/chat/", {"q": "list"}).content.decode()
     assert sorted(titles(page)) == ["Cooking pasta", "List comprehension", "Sorting lists"]
-    assert titles(signed_in.get("/chat/", {"q": "sauces"}).content.decode()) == ["Cooking pasta"]
-    assert "No conversation mentions" in signed_in.get("/chat/", {"q": "zz"}).content.decode()
+    assert "3 results for “list”" in page
+    page = signed_in.get("/chat/", {"q": "sauces"}).content.decode()
+    assert titles(page) == ["Cooking pasta"]
+    assert "1 result for “sauces”" in page
+    page = signed_in.get("/chat/", {"q": "zz"}).content.decode()
+    assert titles(page) == []
+    assert "No messages match “zz”." in page
+    assert "No conversations yet." not in page
+    assert "result" not in signed_in.get("/chat/").content.decode()  # no search, no count
 
 
 @pytest.mark.parametrize("pk", [7, 12345])

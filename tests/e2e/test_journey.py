@@ -141,16 +141,46 @@ def a_new_conversation_has_its_menu_and_settings_at_once(page: Page) -> None:
     settings = page.locator(".chat-header .chat-settings")
     settings.locator("summary").click()
     expect(settings.locator("textarea[name=system_prompt]")).to_be_visible()
-    # Its model field opens the model picker; the choice fills the field and Settings stay
-    # open, Escape closing the picker first.
-    settings.locator(".choose-model").click()
+    # Its model field opens the model picker from a button beside it; the choice fills the
+    # field and Settings stay open, Escape closing the picker first.
+    field = settings.locator("input[name=model]")
+    choose = settings.locator(".choose-model")
+    assert_beside(field, choose)
+    choose.click()
     page.fill("#picker-search", "claude-3-haiku")
     page.press("#picker-search", "Enter")  # takes the first match (the only one here)
-    expect(settings.locator("input[name=model]")).to_have_value("anthropic/claude-3-haiku")
+    expect(field).to_have_value("anthropic/claude-3-haiku")
     expect(settings).to_have_attribute("open", "")
-    settings.locator(".choose-model").click()
-    page.keyboard.press("Escape")  # a search field's own Escape: it empties it
+    # Opened again, it starts afresh: no search or filter left, every model, the field's
+    # model marked; the last one, chosen, is scrolled into view when it opens next.
+    choose.click()
+    page.fill("#picker-search", "llama")
+    page.check("#picker-free")
+    page.keyboard.press("Escape")
+    expect(page.locator("#model-picker")).not_to_have_attribute("open", "")
+    choose.click()
     expect(page.locator("#picker-search")).to_have_value("")
+    expect(page.locator("#picker-free")).not_to_be_checked()
+    expect(page.locator("#picker-status")).to_have_text(re.compile(r"^(\d+) of \1 models$"))
+    expect(page.locator(".picker-option[aria-selected=true]")).to_have_attribute(
+        "data-model-id", "anthropic/claude-3-haiku"
+    )
+    options = page.locator(".picker-option")
+    last = options.last.get_attribute("data-model-id")
+    options.last.click()
+    choose.click()
+    expect(page.locator(f".picker-option[data-model-id='{last}']")).to_have_attribute(
+        "aria-selected", "true"
+    )
+    expect(page.locator(f".picker-option[data-model-id='{last}']")).to_be_in_viewport()
+    # Prices per million tokens, as people write prices.
+    for model, price in {
+        "openai/gpt-4o": "$2.50/M in · $10/M out",
+        "openai/gpt-4o-mini": "$0.15/M in · $0.60/M out",
+        "google/gemini-flash-1.5": "$0.075/M in · $0.30/M out",
+        "google/gemma-2-9b-it:free": "Free",
+    }.items():
+        expect(page.locator(f".picker-option[data-model-id='{model}']")).to_contain_text(price)
     page.keyboard.press("Escape")
     expect(page.locator("#model-picker")).not_to_have_attribute("open", "")
     expect(settings).to_have_attribute("open", "")
@@ -162,6 +192,29 @@ def a_new_conversation_has_its_menu_and_settings_at_once(page: Page) -> None:
     expect(menu.locator("input[name=title]")).to_be_visible()
     page.click("#chat-log")
     expect(menu).not_to_have_attribute("open", "")
+
+
+def assert_beside(field: Locator, button: Locator) -> None:
+    """``button`` on ``field``'s row, to its right."""
+    near, far = field.bounding_box(), button.bounding_box()
+    assert near and far
+    assert far["x"] >= near["x"] + near["width"]
+    assert abs((far["y"] + far["height"] / 2) - (near["y"] + near["height"] / 2)) < 4
+
+
+def the_default_model_is_chosen_with_the_picker(page: Page) -> None:
+    """The Account page's default model has the chat's Choose…, beside the field."""
+    field = page.locator("#id_default_model")
+    choose = page.locator("#preferences .choose-model")
+    assert_beside(field, choose)
+    choose.click()
+    page.fill("#picker-search", "gpt-4o-mini")
+    page.click(".picker-option[data-model-id='openai/gpt-4o-mini']")
+    expect(field).to_have_value("openai/gpt-4o-mini")
+    shoot(page, "account-default-model")
+    page.click("#preferences button[type=submit]")
+    expect(page.locator(".message.success")).to_have_text("Preferences saved.")
+    expect(page.locator("#id_default_model")).to_have_value("openai/gpt-4o-mini")
 
 
 def a_long_message_is_counted_near_its_limit(page: Page) -> None:
@@ -228,6 +281,14 @@ def the_last_prompt_can_be_edited(page: Page) -> None:
     prompt.locator("[data-action=edit]").click()
     editor = prompt.locator(".msg-editor textarea")
     expect(editor).to_have_value("Hello again?")  # the last prompt, as sent
+    # Emptied, it is not sent: said so, the editor kept open; Cancel brings the prompt back.
+    editor.fill("  ")
+    editor.press("Enter")
+    expect(page.locator("#composer-error")).to_have_text("A message cannot be empty.")
+    expect(editor).to_be_visible()
+    prompt.locator("[data-action=edit-cancel]").click()
+    expect(prompt.locator(".message-body")).to_have_text("Hello again?")
+    prompt.locator("[data-action=edit]").click()
     editor.fill("Hello, edited")
     shoot(page, "chat-editing")
     editor.press("Enter")
@@ -304,6 +365,7 @@ def test_a_new_users_whole_journey(page: Page, browser: Browser, stack: str) -> 
     expect(page.locator("#credits")).to_have_attribute("data-loaded", "1")
     expect(page.locator("[data-field=limit_remaining]")).to_have_text("$10.00")
     shoot(page, "account-connected")
+    the_default_model_is_chosen_with_the_picker(page)
 
     chat_streams_progressively_with_markdown(page, stack)
     a_new_conversation_has_its_menu_and_settings_at_once(page)

@@ -6,7 +6,7 @@
 import { ChatSocket } from "./socket.js";
 import { addCopyButtons, copyText, renderMarkdown, renderMeta } from "./render.js";
 import { setupComposer } from "./composer.js";
-import { setupPicker } from "./picker.js";
+import { addChooseButton, setupPicker } from "./picker.js";
 
 const FOLLOW_SLACK_PX = 48; // "at the bottom" allows for a little rounding and padding
 
@@ -177,7 +177,12 @@ function start(app) {
     area.setSelectionRange(area.value.length, area.value.length);
     editor.addEventListener("submit", (event) => {
       event.preventDefault();
-      if (!area.value.trim()) return;
+      if (!area.value.trim()) {
+        // Kept open: Cancel (or Escape) brings the prompt back as it was sent.
+        showError("A message cannot be empty.");
+        area.focus();
+        return;
+      }
       if (streamingEntry()) {
         showError("An answer is still coming: wait for it or stop it.");
         return;
@@ -281,7 +286,16 @@ function start(app) {
       notice.querySelector("a").focus();
       for (const control of composerForm.elements) control.disabled = true;
       state.deleted = true;
-      document.querySelector(`#conversation-list [data-conversation-id="${frame.conversation}"]`)?.remove();
+      document.querySelector(".chat-header .chat-settings")?.remove(); // nothing left to set
+      const list = document.getElementById("conversation-list");
+      list.querySelector(`[data-conversation-id="${frame.conversation}"]`)?.remove();
+      const searched = document.getElementById("search-summary"); // its own words for none
+      if (!searched && !list.querySelector(".conversation-item, .conversation-none:not([hidden])")) {
+        const none = document.createElement("li");
+        none.className = "muted small conversation-none";
+        none.textContent = "No conversations yet.";
+        list.append(none);
+      }
     },
     pong() {},
   };
@@ -453,7 +467,6 @@ function start(app) {
   const openPicker = setupPicker({
     dialog: document.getElementById("model-picker"),
     button: document.getElementById("model-button"),
-    url: app.dataset.modelsUrl,
     current: () => state.model,
     onChoose(model) {
       showModel(model.id);
@@ -471,20 +484,7 @@ function start(app) {
   // gets a button that opens the same picker.
   function addModelChooser(root) {
     const field = root.querySelector(".settings-panel input[name=model]");
-    if (!field || field.nextElementSibling?.classList.contains("choose-model")) return;
-    const choose = actionButton("choose-model", "Choose…");
-    choose.classList.add("choose-model");
-    choose.setAttribute("aria-label", "Choose the model from OpenRouter's list");
-    field.after(choose);
-    choose.addEventListener("click", () =>
-      openPicker({
-        current: () => field.value,
-        onChoose(model) {
-          field.value = model.id;
-          field.focus();
-        },
-      }),
-    );
+    if (field) addChooseButton(field, openPicker);
   }
   addModelChooser(document);
 
@@ -499,9 +499,25 @@ function start(app) {
 
   // --- sidebar ------------------------------------------------------------------------------
 
+  /** Opened from a message search (?q=): the first message that matches, in view and lit up. */
+  function showSearchHit(query) {
+    const words = query?.trim().toLowerCase();
+    if (!words) return;
+    const entries = [...state.entries.values()].sort((a, b) => a.id - b.id);
+    const hit = entries.find((entry) => entry.source.toLowerCase().includes(words));
+    if (!hit) return; // found by its title
+    state.following = false;
+    hit.el.scrollIntoView({ block: "center" });
+    hit.el.classList.add("search-hit");
+    hit.el.addEventListener("animationend", () => hit.el.classList.remove("search-hit"), { once: true });
+  }
+
   const search = document.getElementById("conversation-search");
+  const searchSummary = document.getElementById("search-summary");
   search?.addEventListener("input", () => {
     const words = search.value.trim().toLowerCase();
+    // "N results for …" is of the search sent; a different text is not searched yet.
+    if (searchSummary) searchSummary.hidden = search.value.trim() !== searchSummary.dataset.query.trim();
     let shown = 0;
     for (const item of document.querySelectorAll("#conversation-list [data-title]")) {
       item.hidden = Boolean(words) && !item.dataset.title.includes(words);
@@ -583,6 +599,7 @@ function start(app) {
   for (const article of log.querySelectorAll(".msg")) adopt(article);
   refreshControls();
   log.scrollTop = log.scrollHeight;
+  showSearchHit(new URLSearchParams(location.search).get("q"));
   socket.connect();
   if (connected) textarea.focus();
 }

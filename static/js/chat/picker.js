@@ -2,11 +2,15 @@
 
 const DEFAULT_CHOICE = { id: "", name: "My OpenRouter default", description: "" };
 
+/** A price per million tokens as people write prices: "$3", "$2.50", "$0.15", "$0.075". */
 function perMillion(value) {
   if (value === null || value === undefined) return "?";
   const amount = Number(value);
   if (amount === 0) return "$0";
-  return `$${amount < 0.1 ? amount.toPrecision(2) : amount.toFixed(2).replace(/\.?0+$/, "")}`;
+  const digits = amount >= 0.1
+    ? { minimumFractionDigits: Number.isInteger(amount) ? 0 : 2, maximumFractionDigits: 2 }
+    : { maximumSignificantDigits: 2 }; // below ten cents, cents alone would round to $0
+  return `$${amount.toLocaleString("en-US", digits)}`;
 }
 
 function contextLabel(tokens) {
@@ -24,13 +28,15 @@ export function priceLine(model) {
 }
 
 /**
- * The picker opens from `button`, for `current` and `onChoose`; the function returned opens it
- * for other ones (a model field elsewhere on the page).
- * @param {{dialog: HTMLDialogElement, button: HTMLElement, url: string, current: () => string,
- *          onChoose: (model: {id: string, name: string}) => void}} options
+ * The picker opens from `button` (if any), for `current` and `onChoose`; the function returned
+ * opens it for other ones (a model field elsewhere on the page). The list comes from the
+ * dialog's data-models-url.
+ * @param {{dialog: HTMLDialogElement, button?: HTMLElement, current?: () => string,
+ *          onChoose?: (model: {id: string, name: string}) => void}} options
  * @returns {(chooser: {current: () => string, onChoose: (model: object) => void}) => void}
  */
-export function setupPicker({ dialog, button, url, current, onChoose }) {
+export function setupPicker({ dialog, button, current, onChoose }) {
+  const url = dialog.dataset.modelsUrl;
   let chooser = { current, onChoose };
   const search = dialog.querySelector("#picker-search");
   const free = dialog.querySelector("#picker-free");
@@ -139,15 +145,49 @@ export function setupPicker({ dialog, button, url, current, onChoose }) {
   });
   function open(forChooser) {
     chooser = forChooser;
+    // Each opening starts afresh: no search or filter left from the last, every model listed,
+    // the current one marked and in view.
+    search.value = "";
+    free.checked = false;
+    price.value = "";
+    context.value = "";
     dialog.showModal();
     search.focus();
-    draw(); // the current choice marked for this chooser
-    load().then(draw);
+    load().then(() => {
+      draw();
+      list.querySelector('[aria-selected="true"]')?.scrollIntoView({ block: "center" });
+    });
   }
-  button.addEventListener("click", () => open({ current, onChoose }));
+  button?.addEventListener("click", () => open({ current, onChoose }));
   // A click on the backdrop closes the dialog.
   dialog.addEventListener("click", (event) => {
     if (event.target === dialog) dialog.close();
   });
   return open;
+}
+
+/**
+ * A "Choose…" button beside a model id `field` (on its row), opening the picker (`open`, from
+ * setupPicker) for it: the choice fills the field.
+ */
+export function addChooseButton(field, open) {
+  if (field.closest(".model-field")) return;
+  const row = document.createElement("div");
+  row.className = "model-field";
+  const choose = document.createElement("button");
+  choose.type = "button";
+  choose.className = "secondary choose-model";
+  choose.textContent = "Choose…";
+  choose.setAttribute("aria-label", "Choose the model from OpenRouter's list");
+  field.replaceWith(row);
+  row.append(field, choose);
+  choose.addEventListener("click", () =>
+    open({
+      current: () => field.value,
+      onChoose(model) {
+        field.value = model.id;
+        field.focus();
+      },
+    }),
+  );
 }
