@@ -1,11 +1,9 @@
-"""Times taken, in the words a person reads: the same on the server and in the page's script."""
+"""Times taken, in the words a person reads (the page's script says the same:
+tests/e2e/test_page_scripts.py)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -14,8 +12,6 @@ from django.utils import timezone
 from accounts.models import User
 from generations.templatetags.generation_tags import took
 from tests.generations.conftest import make_generation
-
-LIVE_JS = Path(__file__).resolve().parents[2] / "static/js/generations/live.js"
 
 WORDS = [
     (0.0, "under a second"),
@@ -34,23 +30,6 @@ WORDS = [
 @pytest.mark.parametrize(("seconds", "words"), WORDS)
 def test_a_duration_reads_in_whole_units(seconds: float, words: str) -> None:
     assert took(timedelta(seconds=seconds)) == words
-
-
-def test_the_page_script_says_the_same_as_the_server() -> None:
-    """live.js writes the durations of events and the ticking "running for …" itself."""
-    seconds = [seconds for seconds, _ in WORDS]
-    script = (
-        f"import {{ formatDuration }} from {json.dumps(str(LIVE_JS))};"
-        f"console.log(JSON.stringify({json.dumps(seconds)}.map(formatDuration)));"
-    )
-    result = subprocess.run(
-        ["node", "--experimental-default-type=module", "--input-type=module", "-e", script],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    assert json.loads(result.stdout) == [words for _, words in WORDS]
 
 
 @pytest.mark.django_db
