@@ -22,6 +22,7 @@ from chat.forms import (
     RenameForm,
 )
 from chat.models import Conversation
+from openrouter.catalogue import models_catalogue
 
 CONVERSATIONS_LISTED = 200
 
@@ -118,7 +119,7 @@ def conversation_delete(request: AuthedRequest, conversation_id: int) -> HttpRes
 @login_required
 async def models_json(request: HttpRequest) -> JsonResponse:
     """The picker's model list. Async so that a cold cache's short wait holds no shared thread."""
-    catalogue = await sync_to_async(services.models_catalogue, thread_sensitive=False)()
+    catalogue = await sync_to_async(models_catalogue, thread_sensitive=False)()
     return JsonResponse(
         {
             "models": catalogue.models,

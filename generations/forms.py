@@ -8,8 +8,8 @@ from django import forms
 from django.conf import settings
 from django.core.validators import RegexValidator
 
-from chat.services import models_catalogue
 from generations.models import DEFAULT_MODEL, Generation
+from openrouter.catalogue import models_catalogue
 from openrouter.errors import size_in_words
 
 MAX_PROMPT_CHARS = 1000

@@ -77,7 +77,7 @@ from generations.models import (
     generation_folder,
 )
 from openrouter import client as openrouter
-from openrouter.errors import OpenRouterError
+from openrouter.errors import OpenRouterError, free_models_hint
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,7 @@ def upstream_failure_sentence(exc: OpenRouterError) -> str:
     refusal, ours for a transient error given up on (what failed, what to do, no countdown)."""
     if not exc.retryable:
         return exc.message
-    free = " Free (:free) models have tight limits; a paid variant avoids them."
-    hint = free if exc.code == "429" and "free" in exc.detail.lower() else ""
+    hint = free_models_hint(exc.detail) if exc.code == "429" else ""
     return (
         f"{_trouble(exc)}, so the generation was stopped. "
         f"Retry in a few minutes or pick another model.{hint}"

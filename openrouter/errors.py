@@ -122,6 +122,14 @@ def _seconds(value: str | None) -> float | None:
         return None
 
 
+def free_models_hint(detail: str) -> str:
+    """Advice for a 429, when the limit hit is the free models' (OpenRouter names it: "Rate
+    limit exceeded: free-models-per-min"); empty for any other limit."""
+    if "free" not in detail.lower():
+        return ""
+    return " Free (:free) models have tight limits; a paid variant avoids them."
+
+
 def _later(retry_after: float | None) -> str:
     return f"in {retry_after:g} s" if retry_after else "in a moment"
 
@@ -146,12 +154,9 @@ def _sentence(status: int, detail: str, retry_after: float | None, metadata: dic
     if status == 408:
         return "The model took too long to answer. Try again."
     if status == 429:
-        # OpenRouter names the limit ("Rate limit exceeded: free-models-per-min"): the advice
-        # on free models only when it is theirs.
-        free = " Free (:free) models have tight limits; a paid variant avoids them."
         return (
             f"OpenRouter is rate-limiting these requests — try again {_later(retry_after)}."
-            f"{free if 'free' in detail.lower() else ''}"
+            f"{free_models_hint(detail)}"
         )
     if status == 451:
         return "The model's moderation flagged this input, so it was not sent."

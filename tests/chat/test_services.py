@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,7 +11,6 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import LazySettings
-from django.core.cache import cache
 from django.utils import timezone
 
 from accounts.models import User
@@ -306,81 +304,6 @@ def test_state_methods_set_the_final_state_and_the_error() -> None:
         "length",
         False,
     )
-
-
-# --- the model catalogue ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def no_catalogue() -> Any:
-    cache.delete_many([services.CATALOGUE_KEY, services.CATALOGUE_LOCK])
-    yield
-    cache.delete_many([services.CATALOGUE_KEY, services.CATALOGUE_LOCK])
-
-
-def test_a_cold_catalogue_is_fetched_once_then_served_from_the_cache(no_catalogue: None) -> None:
-    catalogue = services.models_catalogue()
-    ids = {model["id"] for model in catalogue.models}
-    assert {"openai/gpt-4o-mini", "google/gemma-2-9b-it:free", "sandbox/slow"} <= ids
-    assert "openai/shap-e" not in ids  # makes 3D objects, not chat answers
-    mini = next(model for model in catalogue.models if model["id"] == "openai/gpt-4o-mini")
-    assert (mini["prompt_per_m"], mini["completion_per_m"], mini["free"]) == ("0.15", "0.6", False)
-    assert mini["context_length"] == 128000
-    assert next(m for m in catalogue.models if m["id"] == "google/gemma-2-9b-it:free")["free"]
-    cached = cache.get(services.CATALOGUE_KEY)["models"]
-    assert [model for model in cached if "text" in model["outputs"]] == catalogue.models
-
-
-def test_a_stale_catalogue_is_served_at_once_and_refreshed_in_the_background(
-    no_catalogue: None,
-) -> None:
-    old = {"models": [{"id": "old/model", "outputs": ["text"]}], "fetched_at": time.time() - 36000}
-    cache.set(services.CATALOGUE_KEY, old)
-    assert services.models_catalogue().models == old["models"]
-    deadline = time.monotonic() + 10
-    while cache.get(services.CATALOGUE_KEY)["models"] == old["models"]:
-        assert time.monotonic() < deadline, "the background refresh never came"
-        time.sleep(0.05)
-    assert len(cache.get(services.CATALOGUE_KEY)["models"]) > 10
-
-
-def test_with_the_upstream_down_a_cold_catalogue_says_it_is_still_coming(
-    no_catalogue: None, settings: LazySettings
-) -> None:
-    settings.OPENROUTER_URL = "http://127.0.0.1:9"  # nothing listens there
-    catalogue = services.models_catalogue()
-    assert (catalogue.models, catalogue.refreshing) == ([], True)
-
-
-def test_the_catalogue_keeps_3d_models_apart_from_the_chat_models(no_catalogue: None) -> None:
-    objects = services.models_catalogue(output="3d").models
-    assert [(model["id"], model["outputs"]) for model in objects] == [("openai/shap-e", ["3d"])]
-    chat = services.models_catalogue().models
-    assert chat and all(model["outputs"] == ["text"] for model in chat)
-    assert services.chat_model_offered("openai/gpt-4o-mini")
-    assert not services.chat_model_offered("openai/shap-e")
-
-
-def test_a_model_that_makes_neither_text_nor_3d_is_left_out() -> None:
-    images = {"id": "a/painter", "architecture": {"output_modalities": ["image"]}}
-    both = {"id": "a/both", "architecture": {"output_modalities": ["image", "text"]}}
-    assert services.picker_entry(images) is None
-    assert services.picker_entry(both)["outputs"] == ["text"]  # type: ignore[index]
-
-
-@pytest.mark.parametrize(
-    ("pricing", "expected"),
-    [
-        ({"prompt": "0", "completion": "0"}, ("0", "0", True)),
-        ({"prompt": "0.000003", "completion": "0.000015"}, ("3", "15", False)),
-        ({"prompt": "-1", "completion": "-1"}, (None, None, False)),
-        ({}, (None, None, False)),
-    ],
-)
-def test_prices_are_shown_per_million_tokens(pricing: dict[str, str], expected: tuple) -> None:
-    entry = services.picker_entry({"id": "a/b", "name": "A B", "pricing": pricing})
-    assert entry is not None
-    assert (entry["prompt_per_m"], entry["completion_per_m"], entry["free"]) == expected
 
 
 def test_usage_is_looked_up_for_answers_that_ended_without_it_for_a_while_only(

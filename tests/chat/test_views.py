@@ -17,8 +17,8 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from accounts.models import User
-from chat import services
 from chat.models import Conversation, Message
+from openrouter import catalogue
 from openrouter.errors import OpenRouterError
 from openrouter.sandbox.faults import XSS_PAYLOAD
 from tests.chat.conftest import add_message, make_conversation
@@ -258,8 +258,8 @@ def test_a_model_openrouter_does_not_list_is_refused_and_a_variant_of_one_it_doe
 def test_without_the_model_list_at_hand_any_well_formed_model_is_kept(
     signed_in: Client, user: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    unavailable = services.Catalogue(models=[], fetched_at=None, refreshing=True)
-    monkeypatch.setattr(services, "models_catalogue", lambda: unavailable)
+    unavailable = catalogue.Catalogue(models=[], fetched_at=None, refreshing=True)
+    monkeypatch.setattr(catalogue, "models_catalogue", lambda **_: unavailable)
     conversation = make_conversation(user)
     response = signed_in.post(
         f"/chat/{conversation.pk}/settings/", {"title": "T", "model": "new/model-of-today"}
@@ -313,7 +313,7 @@ def test_delete_removes_the_conversation_and_its_messages(signed_in: Client, use
 
 
 def test_the_picker_gets_the_models_with_prices_per_million(signed_in: Client) -> None:
-    cache.delete(services.CATALOGUE_KEY)
+    cache.delete(catalogue.CATALOGUE_KEY)
     data = json.loads(signed_in.get("/chat/models.json").content)
     assert data["refreshing"] is False and data["fetched_at"]
     by_id = {model["id"]: model for model in data["models"]}

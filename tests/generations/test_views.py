@@ -15,9 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
-from chat.services import Catalogue
 from generations import forms, services
 from generations.models import Generation
+from openrouter.catalogue import Catalogue
 from openrouter.errors import OpenRouterError
 from tests.generations.conftest import PLY, make_generation
 
