@@ -1,5 +1,5 @@
-// Account page: fetch the key's credit figures in the background so a slow OpenRouter never
-// holds up the page.
+// Account pages. The Account page fetches the key's credit figures in the background, so a slow
+// OpenRouter never holds up the page.
 const box = document.getElementById("credits");
 const status = document.getElementById("credits-status");
 
@@ -40,3 +40,10 @@ async function load() {
 }
 
 if (box && !box.dataset.loaded) load();
+
+// Buttons that ask before they submit carry data-confirm="question" (the email page's Remove,
+// one of three buttons of its form; base.js asks for whole forms that carry it).
+document.addEventListener("submit", (event) => {
+  const question = event.submitter?.dataset.confirm;
+  if (question && !window.confirm(question)) event.preventDefault();
+});
