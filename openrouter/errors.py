@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from openrouter.website import credits_url
-
 # Statuses worth trying again later: the request itself was fine.
 RETRYABLE = {408, 429, 500, 502, 503, 504}
 
@@ -141,7 +139,9 @@ def _sentence(status: int, detail: str, retry_after: float | None, metadata: dic
     if status == 401:
         return "Your OpenRouter key was not accepted. Reconnect your OpenRouter account."
     if status == 402:
-        return f"Your OpenRouter credits are used up — add credits at {credits_url()}"
+        # No address in the sentence (it broke mid-word on narrow cards): on pages, the words
+        # "Add credits on OpenRouter" become a link to the credits page (accounts' connect_link).
+        return "Your OpenRouter credits are used up. Add credits on OpenRouter, then try again."
     if status == 403:
         reasons = metadata.get("reasons")
         why = f" ({', '.join(map(str, reasons))})" if isinstance(reasons, list) and reasons else ""

@@ -12,9 +12,10 @@ for (const message of document.querySelectorAll(".messages .message")) {
   message.addEventListener("click", () => message.remove());
   if (message.matches(".success, .info")) setTimeout(() => message.remove(), 8000);
 }
-// Forms that ask for confirmation carry data-confirm="question".
+// Forms, or the one of a form's buttons, that ask for confirmation carry data-confirm="question"
+// (the email page's Remove is one of three buttons of its form).
 document.addEventListener("submit", (event) => {
-  const question = event.target.dataset?.confirm;
+  const question = event.submitter?.dataset.confirm ?? event.target.dataset?.confirm;
   if (question && !window.confirm(question)) event.preventDefault();
 });
 // Pop-over menus (<details data-popover>) close on Escape and on a click anywhere outside them;

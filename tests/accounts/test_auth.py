@@ -182,3 +182,42 @@ def test_a_password_reset_mail_names_the_site_and_its_done_page_leads_to_sign_in
     assert "Your password is now changed." in done.content.decode()
     assert 'href="/accounts/login/"' in done.content.decode()
     assert client.login(email="grace@example.com", password=new)
+
+
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.IGNORECASE)
+
+
+def test_allauths_pages_carry_no_inline_script_or_style_which_the_csp_would_block(
+    client: Client,
+) -> None:
+    client.post(
+        "/accounts/signup/",
+        {"email": "ada@example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    confirm = re.search(r"https?://\S+(/accounts/confirm-email/\S+/)", mail.outbox[0].body)
+    assert confirm is not None
+    client.post("/accounts/email/", {"email": "ada@work.example", "action_add": ""})
+    client.post("/accounts/password/reset/", {"email": "ada@example.com"})
+    reset = re.search(r"https?://\S+(/accounts/password/reset/key/\S+)", mail.outbox[-1].body)
+    assert reset is not None
+    pages = [
+        "/accounts/email/",
+        "/accounts/password/change/",
+        "/accounts/logout/",
+        confirm[1],
+        "/accounts/password/reset/done/",
+        reset[1],
+    ]
+    shown = {path: client.get(path, follow=True) for path in pages}
+    client.logout()
+    for path in ["/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"]:
+        shown[path] = client.get(path)
+    for path, response in shown.items():
+        html = response.content.decode()
+        assert response.status_code == 200, path
+        assert not INLINE_SCRIPT.findall(html), path
+        assert " style=" not in html, path
+    email_page = shown["/accounts/email/"].content.decode()
+    assert "ada@work.example" in email_page
+    assert 'name="action_remove" class="danger" data-confirm=' in email_page
+    assert "js/base.js" in email_page  # which asks the question (every page has it)

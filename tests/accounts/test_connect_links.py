@@ -7,6 +7,7 @@ from accounts.services import NotConnected
 from chat.models import Conversation
 from generations.models import Generation
 from openrouter.errors import OpenRouterError
+from openrouter.website import credits_url
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -72,3 +73,36 @@ def test_the_rest_of_a_sentence_stays_escaped_text(client: Client) -> None:
     )
     page = client.get(generation.get_absolute_url()).content.decode()
     assert f"&lt;b&gt;bad&lt;/b&gt;. {CONNECT}" in page
+
+
+def test_an_answer_and_a_3d_object_out_of_credits_link_to_the_credits_page(
+    client: Client,
+) -> None:
+    user = make_user()
+    client.force_login(user)
+    sentence = OpenRouterError.from_status(402).message
+    conversation = Conversation.objects.create(user=user, title="Hi")
+    conversation.messages.create(role="user", content="Hello?")
+    conversation.messages.create(
+        role="assistant", state="error", error_code="402", error_message=sentence
+    )
+    generation = Generation.objects.create(
+        user=user, prompt="a cube", state="failed", error_code="402", error_message=sentence
+    )
+    link = f'<a href="{credits_url()}" target="_blank" rel="noopener">Add credits on OpenRouter</a>'
+    said = f"Your OpenRouter credits are used up. {link}, then try again."
+    for path in [f"/chat/{conversation.pk}/", "/generations/", generation.get_absolute_url()]:
+        assert said in client.get(path).content.decode(), path
+
+
+def test_the_credits_link_comes_from_the_settings_never_from_the_text(client: Client) -> None:
+    user = make_user()
+    client.force_login(user)
+    said = 'Add credits on OpenRouter <a href="https://evil.example">here</a>'
+    generation = Generation.objects.create(
+        user=user, prompt="a cube", state="failed", error_code="402", error_message=said
+    )
+    page = client.get(generation.get_absolute_url()).content.decode()
+    assert f'<a href="{credits_url()}" target="_blank" rel="noopener">' in page
+    assert '<a href="https://evil.example">' not in page
+    assert "&lt;a href=" in page

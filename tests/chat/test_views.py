@@ -380,7 +380,7 @@ def test_the_admin_message_list_cuts_long_text_short_and_sorts_by_every_column(
 
 
 def test_an_address_in_an_answers_error_is_a_link(signed_in: Client, user: User) -> None:
-    """A 402's "add credits at https://…" can be followed, not only read."""
+    """A 402's "Add credits on OpenRouter" can be followed, not only read."""
     conversation = make_conversation(user)
     add_message(conversation, Message.Role.USER, "hi")
     sentence = OpenRouterError.from_status(402).message

@@ -12,7 +12,6 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from chat.models import Message
 from generations.models import Generation
 from openrouter.errors import OpenRouterError
-from openrouter.website import credits_url
 from tests.e2e.conftest import ARTIFACTS, DESKTOP, PHONE, shoot
 from tests.factories import PASSWORD, make_user
 from tests.generations.conftest import make_generation
@@ -82,14 +81,17 @@ def generate_and_view(page: Page, base: str) -> None:
     shoot(page, "generations-gallery")
 
     # A job's state as the live socket brings it (its snapshot on connect; a refusal made up on
-    # the finished job, undone after): the address in its sentence becomes a link there too.
+    # the finished job, undone after): its words become a link to the credits page there too.
     refusal = {"state": "failed", "error_code": "402"}
     refusal["error_message"] = OpenRouterError.from_status(402).message
     Generation.objects.filter(pk=generation.pk).update(**refusal)
     page.reload()
     link = page.locator(f"[data-generation-id='{generation.pk}'] [data-role='error'] a")
-    expect(link).to_have_attribute("target", "_blank")  # the script's link, not the server's
-    assert link.get_attribute("href") == credits_url()
+    expect(link).to_have_text("Add credits on OpenRouter")
+    expect(link).to_have_attribute("target", "_blank")
+    credits_page = page.locator("body").get_attribute("data-credits-url") or ""
+    assert credits_page.endswith("/settings/credits")  # the web process's, not from the text
+    assert link.get_attribute("href") == credits_page
     assert not [line for line in page.console_log if line.startswith("[pageerror]")]  # type: ignore[attr-defined]
     Generation.objects.filter(pk=generation.pk).update(
         state="succeeded", error_code="", error_message=""

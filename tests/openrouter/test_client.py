@@ -22,6 +22,7 @@ from openrouter.streaming import (
     TextDelta,
     Usage,
 )
+from openrouter.website import credits_url
 from tests import services
 from tests.openrouter.conftest import authorized_code
 
@@ -171,7 +172,7 @@ async def test_max_tokens_ends_with_reason_length(api_key: str) -> None:
     [
         (400, False, None, "could not accept this request"),
         (401, False, None, "Reconnect your OpenRouter account"),
-        (402, False, None, "credits are used up — add credits at"),
+        (402, False, None, "credits are used up. Add credits on OpenRouter"),
         (403, False, None, "refused this request"),
         (408, True, None, "took too long"),
         (429, True, 7.0, "try again in 7 s"),
@@ -194,17 +195,21 @@ async def test_each_error_status_before_the_stream_is_one_failed_event(
     assert words in failed.error.message
 
 
-def test_the_credits_link_of_a_402_follows_the_upstream_and_opens(
-    api_key: str, sandbox_url: str
-) -> None:
-    with pytest.raises(OpenRouterError) as error:
-        client.complete(api_key, {**HELLO, "model": "sandbox/error-402"})
+def test_a_402_says_where_to_add_credits_without_an_address_that_breaks_mid_word() -> None:
+    """Pages link the words to the credits page (tests/accounts/test_connect_links.py); the
+    sentence itself is read in narrow cards, JSON and the admin, so it carries no URL."""
+    message = OpenRouterError.from_status(402).message
+    assert message == (
+        "Your OpenRouter credits are used up. Add credits on OpenRouter, then try again."
+    )
+
+
+def test_the_credits_page_follows_the_upstream_and_opens(sandbox_url: str) -> None:
     link = f"{sandbox_url}/settings/credits"
-    assert error.value.message.endswith(f"add credits at {link}")
+    assert credits_url() == link
     assert httpx.get(link).status_code == 200  # the sandbox's stand-in page
     with override_settings(OPENROUTER_URL="https://openrouter.example"):
-        message = OpenRouterError.from_status(402).message
-    assert message.endswith("add credits at https://openrouter.example/settings/credits")
+        assert credits_url() == "https://openrouter.example/settings/credits"
 
 
 def test_non_streamed_errors_raise_the_same_family(api_key: str) -> None:
