@@ -14,8 +14,9 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.timezone import localtime
 
+from accounts.templatetags.money import money
 from chat.models import ChatUsage, Conversation, Message
-from chat.templatetags.chat_format import thousands, usd
+from chat.templatetags.chat_format import thousands
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -132,9 +133,9 @@ class MessageAdmin(ReadOnlyAdmin):
     def usage(self, message: Message) -> str:
         """The answer's cost, and its tokens under it."""
         if message.completion_tokens is None:
-            return usd(message.cost)
+            return money(message.cost)
         tokens = f"{thousands(message.completion_tokens)} tokens"
-        return format_html('{}<br><span class="quiet">{}</span>', usd(message.cost), tokens)
+        return format_html('{}<br><span class="quiet">{}</span>', money(message.cost), tokens)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, message: Message) -> str:
@@ -183,7 +184,7 @@ class ChatUsageAdmin(ReadOnlyAdmin):
 
     @admin.display(description="cost", ordering="total_cost_sum")
     def total_cost(self, user: Any) -> str:
-        return usd(user.total_cost_sum or 0)
+        return money(user.total_cost_sum or 0)
 
     @admin.display(ordering="last_answer_at")
     def last_answer(self, user: Any) -> Any:

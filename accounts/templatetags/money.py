@@ -1,5 +1,5 @@
-"""``{{ amount|money }}``: US dollars as people read them, wherever the site shows money
-(static/js/account.js writes figures it fetches the same way)."""
+"""``{{ amount|money }}``: US dollars as people read them, wherever the site shows money (the
+Account page, answers' costs, the admin); static/js/money.js writes money the same way in pages."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import markdownit from "../../vendor/markdown-it/markdown-it.esm.min.js";
 import DOMPurify from "../../vendor/dompurify/purify.es.js";
 import hljs from "../../vendor/highlight.js/highlight.min.js";
 import { setTextWithLinks } from "../links.js";
+import { money } from "../money.js";
 
 const md = markdownit({
   html: false,
@@ -79,15 +80,6 @@ export async function copyText(text) {
 }
 
 // Same rules as chat/templatetags/chat_format.py.
-export function formatUsd(value) {
-  if (value === null || value === undefined || value === "") return "";
-  const amount = Number(value);
-  if (amount === 0) return "$0";
-  const digits = Math.abs(amount) < 0.01 ? 6 : 4;
-  const text = amount.toFixed(digits).replace(/0+$/, "").replace(/\.$/, "");
-  return text === "0" ? "<$0.000001" : `$${text}`;
-}
-
 const thousands = (n) => Number(n).toLocaleString("en-US");
 
 const STATE_LABELS = {
@@ -136,7 +128,7 @@ export function renderMeta(article, view) {
     );
   }
   if (usage && usage.cost !== null && usage.cost !== undefined) {
-    meta.append(span(formatUsd(usage.cost), "Cost of this answer (USD)"));
+    meta.append(span(money(usage.cost) ?? "", "Cost of this answer (USD)"));
   }
   if (view.ttft_ms !== null && view.ttft_ms !== undefined) {
     meta.append(span(`first token ${thousands(view.ttft_ms)} ms`, "Time to first token"));
