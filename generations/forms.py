@@ -75,9 +75,10 @@ class GenerationForm(forms.Form):
         # Read per form, so a changed setting shows at once (it is also what the worker enforces).
         limit = size_in_words(settings.GENERATION_MAX_OUTPUT_BYTES)
         self.fields["extension"].help_text = f"Objects up to {limit} each."
-        # OpenRouter's 3D models, suggested in the field (index.html's datalist); any other id
-        # may still be typed. The default is ours unless OpenRouter no longer lists it.
-        self.model_suggestions = models_catalogue(output="3d").models
+        # OpenRouter's 3D models, suggested in the field (index.html's datalist), if the list is
+        # at hand (the page never waits for it); any other id may still be typed. The default is
+        # ours unless OpenRouter no longer lists it.
+        self.model_suggestions = models_catalogue(output="3d", wait=False).models
         listed = [entry["id"] for entry in self.model_suggestions]
         self.default_model = DEFAULT_MODEL if not listed or DEFAULT_MODEL in listed else listed[0]
         model = self.fields["model"]

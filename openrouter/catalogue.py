@@ -41,17 +41,18 @@ class Catalogue:
 CATALOGUE_OUTPUTS = ("text", "3d")
 
 
-def models_catalogue(*, output: str = "text") -> Catalogue:
+def models_catalogue(*, output: str = "text", wait: bool = True) -> Catalogue:
     """The models that make ``output`` (chat models for the picker, ``"3d"`` for the 3D form),
     from the cache; never blocks on a slow upstream.
 
     A stale list is served at once while one background thread (one per cluster, thanks to a
-    cache lock) fetches a new one; with no list at all, the caller waits a short while for it.
+    cache lock) fetches a new one; with no list at all, the caller waits a short while for it,
+    or with ``wait=False`` (a page that merely suggests models) goes on without it.
     """
     cached = cache.get(CATALOGUE_KEY)
     if cached is None:
         future = _refresh_in_background()
-        if future is not None:
+        if future is not None and wait:
             # Timed out or failed (the refresh logs why): the picker then asks again shortly.
             with contextlib.suppress(Exception):
                 future.result(timeout=CATALOGUE_COLD_WAIT)

@@ -97,7 +97,7 @@ def test_when_openrouter_no_longer_lists_our_default_a_listed_3d_model_is_the_de
 ) -> None:
     other = {"id": "acme/mesh-1", "name": "Acme: Mesh 1", "outputs": ["3d"]}
     listed = Catalogue(models=[other], fetched_at=1.0, refreshing=False)
-    monkeypatch.setattr(forms, "models_catalogue", lambda output: listed)
+    monkeypatch.setattr(forms, "models_catalogue", lambda **_: listed)
     page = connected_client.get(reverse("generations:index")).content.decode()
     assert 'name="model" value="acme/mesh-1"' in page and "blank means acme/mesh-1" in page
     create(connected_client, model="")

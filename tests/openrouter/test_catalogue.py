@@ -3,6 +3,7 @@ sandbox's /models over HTTP)."""
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -52,6 +53,26 @@ def test_with_the_upstream_down_a_cold_catalogue_says_it_is_still_coming(
     settings.OPENROUTER_URL = "http://127.0.0.1:9"  # nothing listens there
     listed = catalogue.models_catalogue()
     assert (listed.models, listed.refreshing) == ([], True)
+
+
+def test_a_page_that_only_suggests_models_does_not_wait_for_a_cold_list(
+    no_catalogue: None, settings: LazySettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 3D form renders at once without suggestions while the list is being fetched."""
+    # A caller that waited would wait out the fetch (it gives up after the read timeout).
+    monkeypatch.setattr(catalogue, "CATALOGUE_COLD_WAIT", 30.0)
+    settings.OPENROUTER_READ_TIMEOUT = 3.0
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connects, never answers
+        settings.OPENROUTER_URL = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        listed = catalogue.models_catalogue(output="3d", wait=False)
+        assert (listed.models, listed.refreshing) == ([], True)
+        # Returned while the fetch still hangs: its lock is only let go when it ends.
+        assert cache.get(catalogue.CATALOGUE_LOCK) is not None
+    # The listener closed, the fetch fails at once and lets the lock go.
+    deadline = time.monotonic() + 10
+    while cache.get(catalogue.CATALOGUE_LOCK) is not None:
+        assert time.monotonic() < deadline, "the background fetch never ended"
+        time.sleep(0.05)
 
 
 def test_the_catalogue_keeps_3d_models_apart_from_the_chat_models(no_catalogue: None) -> None:
