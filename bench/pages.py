@@ -22,6 +22,7 @@ from typing import Any
 from bench import harness
 from bench.chat_relay import run_loadgen
 from bench.harness import ROOT, say, summary_ms, table
+from tests.services import start_sandbox
 
 PAGES = {
     "chat": "/chat/",
@@ -189,19 +190,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "database": args.database,
     }
     say(f"pages: {json.dumps(config)}")
-    with harness.deployment(database=args.database) as deploy:
-        (user,) = harness.bench_users(1, prefix="pages")
-        (cookie,) = harness.session_cookies([user])
-        queries: dict[int, dict[str, Any]] = {}
-        paths: dict[str, str] = {}
-        for rows in levels:
-            conversation = populate(user, rows)
-            paths = {name: p.format(conversation=conversation) for name, p in PAGES.items()}
-            queries[rows] = count_queries(user, paths)
-            counts = {name: q["queries"] for name, q in queries[rows].items()}
-            say(f"[{harness.elapsed(started)}] {rows} rows: queries {counts}")
-        say(f"[{harness.elapsed(started)}] load at {levels[-1]} rows…")
-        loads = load(deploy, cookie, paths, args)
+    # An upstream as deployed: the gallery's form suggests OpenRouter's 3D models, read from the
+    # cached model list (without one, every render would try to fetch it and log the failure).
+    sandbox, sandbox_url = start_sandbox()
+    try:
+        with harness.deployment(database=args.database, openrouter_url=sandbox_url) as deploy:
+            (user,) = harness.bench_users(1, prefix="pages")
+            (cookie,) = harness.session_cookies([user])
+            queries: dict[int, dict[str, Any]] = {}
+            paths: dict[str, str] = {}
+            for rows in levels:
+                conversation = populate(user, rows)
+                paths = {name: p.format(conversation=conversation) for name, p in PAGES.items()}
+                queries[rows] = count_queries(user, paths)
+                counts = {name: q["queries"] for name, q in queries[rows].items()}
+                say(f"[{harness.elapsed(started)}] {rows} rows: queries {counts}")
+            say(f"[{harness.elapsed(started)}] load at {levels[-1]} rows…")
+            loads = load(deploy, cookie, paths, args)
+    finally:
+        sandbox.stop()
     constant = {
         name: len({queries[rows][name]["queries"] for rows in levels}) == 1 for name in PAGES
     }
