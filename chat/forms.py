@@ -38,7 +38,12 @@ class ConversationSettingsForm(ConversationOptionsForm):
         required=False,
         max_length=200,
         validators=[model_id_validator],
-        help_text="Blank: my OpenRouter default (OpenRouter picks the account's own model).",
+        # A blank model sends none: OpenRouter answers with the account's own default
+        # (chat.services.completion_request). The Account page's default only starts new chats.
+        help_text=(
+            "Blank: your OpenRouter account's default model, as set on openrouter.ai. "
+            "The Account page's default model is for new chats only."
+        ),
     )
 
     class Meta(ConversationOptionsForm.Meta):

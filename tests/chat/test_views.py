@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from accounts.models import User
+from chat import services
 from chat.models import Conversation, Message
 from openrouter import catalogue
 from openrouter.errors import OpenRouterError
@@ -280,6 +281,22 @@ def test_a_model_dropped_since_does_not_block_the_other_settings(
     assert response.status_code == 302
     conversation.refresh_from_db()
     assert (conversation.title, conversation.model) == ("Renamed", "retired/model-of-last-year")
+
+
+def test_settings_say_what_a_blank_model_asks_for(signed_in: Client, user: User) -> None:
+    """Not the Account page's default (that one starts new chats): a blank conversation model
+    sends no model, and OpenRouter answers with the account's own default."""
+    user.default_model = "openai/gpt-4o-mini"
+    user.save()
+    conversation = make_conversation(user, model="")
+    payload = services.completion_request(conversation=conversation, messages=[])
+    assert "model" not in payload
+    page = signed_in.get(f"/chat/{conversation.pk}/").content.decode()
+    assert (
+        "Blank: your OpenRouter account&#x27;s default model, as set on openrouter.ai. "
+        "The Account page&#x27;s default model is for new chats only."
+    ) in page
+    assert "picks the account" not in page
 
 
 def test_reloading_settings_sent_back_with_errors_opens_the_conversation(
