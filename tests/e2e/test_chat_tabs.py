@@ -31,6 +31,7 @@ def test_a_conversation_deleted_in_another_tab_says_so_there(page: Page, stack: 
     url = f"{stack}/chat/{conversation.pk}/"
     page.goto(url)
     expect(page.locator("#send-button")).to_be_enabled()  # its socket is open
+    page.fill("#composer-text", "Half a thought about the moon")
     other = page.context.new_page()
     other.goto(url)
     other.on("dialog", lambda dialog: dialog.accept())  # "Delete … and all its messages?"
@@ -40,6 +41,7 @@ def test_a_conversation_deleted_in_another_tab_says_so_there(page: Page, stack: 
     notice = page.locator("#conversation-deleted")
     expect(notice).to_be_visible()
     expect(notice.locator("a")).to_have_attribute("href", "/chat/")
+    expect(notice).to_contain_text("Start a new chat, with your unsent message")
     expect(page.locator("#composer-text")).to_be_disabled()
     expect(page.locator("#conversation-list [data-title='tides']")).to_have_count(0)
     expect(page.locator(".msg-actions")).to_have_count(0)
@@ -48,6 +50,68 @@ def test_a_conversation_deleted_in_another_tab_says_so_there(page: Page, stack: 
     expect(page.locator("#conversation-list")).to_have_text("No conversations yet.")
     shoot(page, "chat-deleted-elsewhere")
     other.close()
+    # The new chat it links to starts with what was being typed.
+    notice.locator("a").click()
+    expect(page).to_have_url(f"{stack}/chat/")
+    expect(page.locator("#composer-text")).to_have_value("Half a thought about the moon")
+
+
+def test_a_draft_outlives_reloads_and_goes_once_sent(page: Page, stack: str) -> None:
+    user = connect_user(make_user("drafts@example.com"))
+    conversation = make_conversation(user, title="Tides")
+    add_message(conversation, Message.Role.USER, "Tell me about tides")
+    add_message(conversation, Message.Role.ASSISTANT, "The moon pulls the sea.")
+    sign_in(page, stack, user)
+    url = f"{stack}/chat/{conversation.pk}/"
+    page.goto(url)
+    box = page.locator("#composer-text")
+    box.fill("Every word of this")
+    # Settings → Save and the list's Rename both reload the page.
+    page.locator(".chat-header .chat-settings summary").click()
+    page.click(".settings-panel .save-row button")
+    expect(page.locator(".message.success")).to_have_text("Conversation settings saved.")
+    expect(box).to_have_value("Every word of this")
+    row = page.locator(".conversation-item", has_text="Tides")
+    row.locator("summary").click()
+    row.locator("input[name=title]").fill("Tides and moons")
+    row.locator(".rename-form button").click()
+    expect(page.locator("#chat-title")).to_have_text("Tides and moons")
+    expect(box).to_have_value("Every word of this")
+    # A new chat has a draft of its own; each comes back when its page opens.
+    page.click(".new-chat")
+    expect(page).to_have_url(f"{stack}/chat/")
+    expect(box).to_have_value("")
+    box.fill("For a new chat")
+    page.click("#conversation-list a:has-text('Tides and moons')")
+    expect(box).to_have_value("Every word of this")
+
+    # A send the server refuses gives the text back, and it is still kept.
+    busy = add_message(conversation, Message.Role.ASSISTANT, "", state=Message.State.STREAMING)
+    expect(page.locator("#send-button")).to_be_enabled()
+    box.press("Enter")
+    expect(page.locator("#composer-error")).to_contain_text("An answer is still coming")
+    expect(box).to_have_value("Every word of this")
+    busy.delete()
+    page.reload()
+    expect(box).to_have_value("Every word of this")
+
+    # Sent, it goes; the new chat's stays until that one is sent too.
+    expect(page.locator("#send-button")).to_be_enabled()
+    box.press("Enter")
+    answer = page.locator(".msg[data-role=assistant]").last
+    expect(page.locator(".msg[data-role=user]").last).to_have_text("Every word of this")
+    expect(answer).to_have_attribute("data-state", "complete", timeout=30_000)
+    page.reload()
+    expect(box).to_have_value("")
+    page.click(".new-chat")
+    expect(box).to_have_value("For a new chat")
+    expect(page.locator("#send-button")).to_be_enabled()
+    box.press("Enter")
+    expect(page).to_have_url(re.compile(r"/chat/\d+/$"))  # started: the new conversation's own
+    page.reload()
+    expect(box).to_have_value("")
+    page.click(".new-chat")
+    expect(box).to_have_value("")
 
 
 def test_a_message_search_counts_its_results_and_opens_at_the_matching_message(

@@ -64,9 +64,60 @@ export function setupComposer(form, textarea, onSend) {
     restore(text) {
       if (!textarea.value) {
         textarea.value = text;
+        textarea.setSelectionRange(text.length, text.length); // typing goes on at its end
         grow();
         meter();
       }
     },
   };
+}
+
+const DRAFT_DAYS = 7;
+const DRAFTS_KEPT = 20;
+
+/**
+ * Unsent text, kept per conversation ("new" for a new chat) in this tab's sessionStorage, so
+ * that a reload, a saved Settings form or a look at another conversation loses none of it.
+ * Each tab keeps its own (README, "Decisions"); old ones are dropped as the page opens.
+ * @param {string} prefix the signed-in user's, so one person's draft never shows for another
+ */
+export function draftStore(prefix) {
+  const key = (slot) => `${prefix}${slot}`;
+  const read = (slot) => {
+    try {
+      return JSON.parse(sessionStorage.getItem(key(slot)) ?? "null")?.text ?? "";
+    } catch {
+      return "";
+    }
+  };
+  const write = (slot, text) => {
+    try {
+      if (text.trim()) sessionStorage.setItem(key(slot), JSON.stringify({ text, at: Date.now() }));
+      else sessionStorage.removeItem(key(slot));
+    } catch {
+      // storage full or turned off: the box still holds the text
+    }
+  };
+  try {
+    const drafts = [];
+    for (let index = 0; index < sessionStorage.length; index += 1) {
+      const name = sessionStorage.key(index);
+      if (!name.startsWith(prefix)) continue;
+      let at = 0;
+      try {
+        at = Number(JSON.parse(sessionStorage.getItem(name)).at) || 0;
+      } catch {
+        // unreadable: dropped below
+      }
+      drafts.push({ name, at });
+    }
+    drafts.sort((a, b) => b.at - a.at);
+    const oldest = Date.now() - DRAFT_DAYS * 86_400_000;
+    for (const [rank, draft] of drafts.entries()) {
+      if (rank >= DRAFTS_KEPT || draft.at < oldest) sessionStorage.removeItem(draft.name);
+    }
+  } catch {
+    // no storage: nothing kept, nothing to drop
+  }
+  return { read, write };
 }

@@ -5,7 +5,7 @@
 // has is ignored, so a snapshot and live deltas merge without duplicated text after a reconnect.
 import { ChatSocket } from "./socket.js";
 import { addCopyButtons, copyText, renderMarkdown, renderMeta } from "./render.js";
-import { setupComposer } from "./composer.js";
+import { draftStore, setupComposer } from "./composer.js";
 import { addChooseButton, setupPicker } from "./picker.js";
 
 const FOLLOW_SLACK_PX = 48; // "at the bottom" allows for a little rounding and padding
@@ -255,7 +255,12 @@ function start(app) {
       upsert(frame.message);
       state.following = true;
       followIfFollowing();
-      if (state.pending) state.pending = null;
+      if (state.pending) {
+        // Sent: its draft goes; what was typed since, if anything, is the next one.
+        if (state.pending.slot !== draftSlot()) drafts.write(state.pending.slot, "");
+        keepDraft();
+        state.pending = null;
+      }
     },
     delta(frame) {
       const entry = state.entries.get(frame.message);
@@ -274,6 +279,7 @@ function start(app) {
     error(frame) {
       if (state.pending && frame.ref === state.pending.ref) {
         composer.restore(state.pending.text); // nothing the user typed is lost
+        keepDraft();
         state.pending = null;
       }
       showError(frame.message);
@@ -283,6 +289,14 @@ function start(app) {
       // Deleted elsewhere: nothing here can be sent or answered any more; say so, with the way out.
       const notice = document.getElementById("conversation-deleted");
       notice.hidden = false;
+      // What was being typed here goes to the new chat the notice links to.
+      const unsent = textarea.value;
+      if (unsent.trim()) {
+        const waiting = drafts.read("new");
+        drafts.write("new", waiting && waiting !== unsent ? `${waiting}\n\n${unsent}` : unsent);
+        notice.querySelector("[data-draft-carried]").hidden = false;
+      }
+      drafts.write(frame.conversation, "");
       notice.querySelector("a").focus();
       for (const control of composerForm.elements) control.disabled = true;
       state.deleted = true;
@@ -426,9 +440,15 @@ function start(app) {
     if (!state.conversation) frame.options = newConversationOptions();
     const ref = send(frame);
     if (ref === null) return false;
-    state.pending = { ref, text };
+    state.pending = { ref, text, slot: draftSlot() };
     return true;
   });
+
+  const drafts = draftStore(`switchboard:draft:${app.dataset.user}:`);
+  const draftSlot = () => state.conversation ?? "new";
+  const keepDraft = () => drafts.write(draftSlot(), textarea.value);
+  textarea.addEventListener("input", keepDraft);
+  composer.restore(drafts.read(draftSlot()));
 
   stopButton.addEventListener("click", () => {
     const entry = streamingEntry();
