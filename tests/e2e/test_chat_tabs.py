@@ -206,3 +206,66 @@ def test_each_conversations_menu_button_is_visible_enough_and_shows_focus(
     seen = colours(summary)
     assert seen["outlineStyle"] == "solid"
     assert contrast(seen["outline"], seen["background"]) >= 3
+
+
+def test_a_model_search_that_finds_none_says_so_and_one_escape_closes_the_picker(
+    page: Page, stack: str
+) -> None:
+    user = connect_user(make_user("picker@example.com"))
+    conversation = make_conversation(user, title="Models")
+    sign_in(page, stack, user)
+    page.goto(f"{stack}/chat/{conversation.pk}/")
+    picker, status = page.locator("#model-picker"), page.locator("#picker-status")
+    page.click("#model-button")
+    expect(status).to_have_text(re.compile(r"^(\d+) of \1 models$"))
+    page.fill("#picker-search", "no such model")
+    expect(status).to_have_text("No model matches “no such model”.")
+    shoot(page, "chat-picker-none")
+    page.click("#picker-clear")  # the way back to every model
+    expect(page.locator("#picker-search")).to_have_value("")
+    expect(page.locator("#picker-search")).to_be_focused()
+    expect(status).to_have_text(re.compile(r"^(\d+) of \1 models$"))
+    expect(page.locator("#picker-clear")).to_be_hidden()
+    page.check("#picker-free")
+    page.select_option("#picker-context", "1000000")
+    expect(status).to_have_text("No model matches these filters.")
+    page.click("#picker-clear")
+    expect(page.locator("#picker-free")).not_to_be_checked()
+    expect(page.locator(".picker-option[data-model-id='']")).to_be_visible()  # the default too
+    # With words in the search box, one Escape closes it, as anywhere else in the dialog…
+    page.fill("#picker-search", "gpt")
+    page.keyboard.press("Escape")
+    expect(picker).not_to_have_attribute("open", "")
+    # …and only it: the Settings it was opened from stay open.
+    settings = page.locator(".chat-header .chat-settings")
+    settings.locator("summary").click()
+    settings.locator(".choose-model").click()
+    page.fill("#picker-search", "claude")
+    page.keyboard.press("Escape")
+    expect(picker).not_to_have_attribute("open", "")
+    expect(settings).to_have_attribute("open", "")
+
+
+def test_the_whole_settings_form_is_in_sight_on_a_laptop_screen(page: Page, stack: str) -> None:
+    """At 1280×800 every field, Save and Delete show without scrolling inside the pop-over."""
+    user = connect_user(make_user("settings@example.com"))
+    conversation = make_conversation(user, title="A long title " * 8)
+    for turn in range(6):
+        add_message(conversation, Message.Role.USER, f"Question {turn}")
+        add_message(conversation, Message.Role.ASSISTANT, "An answer.\n\n" * 6)
+    sign_in(page, stack, user)
+    page.goto(f"{stack}/chat/{conversation.pk}/")
+    settings = page.locator(".chat-header .chat-settings")
+    settings.locator("summary").click()
+    shoot(page, "chat-settings")
+    panel = settings.locator(".settings-panel")
+    for control in [
+        "input[name=title]",
+        "input[name=model]",
+        "textarea[name=system_prompt]",
+        "input[name=temperature]",
+        "input[name=max_tokens]",
+        ".save-row button",
+        ".delete-row button",
+    ]:
+        expect(panel.locator(control)).to_be_in_viewport(ratio=1)

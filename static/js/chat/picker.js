@@ -44,6 +44,7 @@ export function setupPicker({ dialog, button, current, onChoose }) {
   const context = dialog.querySelector("#picker-context");
   const list = dialog.querySelector("#picker-list");
   const status = dialog.querySelector("#picker-status");
+  const clear = dialog.querySelector("#picker-clear");
   let models = null;
   let loading = null;
 
@@ -117,8 +118,27 @@ export function setupPicker({ dialog, button, current, onChoose }) {
     }
     for (const model of shown.slice(0, 300)) items.push(option(model, `${model.id} · ${priceLine(model)}`));
     list.replaceChildren(...items);
+    // Models are counted; "My OpenRouter default" is a choice, not one of them.
+    clear.hidden = shown.length > 0;
+    if (!shown.length) {
+      const words = search.value.trim();
+      status.textContent = words ? `No model matches “${words}”.` : "No model matches these filters.";
+      return;
+    }
     status.textContent = `${shown.length} of ${models.length} models${shown.length > 300 ? " (first 300 shown: refine the search)" : ""}`;
   }
+
+  function reset() {
+    search.value = "";
+    free.checked = false;
+    price.value = "";
+    context.value = "";
+  }
+  clear.addEventListener("click", () => {
+    reset();
+    draw();
+    search.focus();
+  });
 
   for (const control of [search, free, price, context]) {
     control.addEventListener(control === search ? "input" : "change", draw);
@@ -134,7 +154,13 @@ export function setupPicker({ dialog, button, current, onChoose }) {
     }
   });
   search.addEventListener("keydown", (event) => {
-    if (event.key === "ArrowDown") {
+    if (event.key === "Escape" && !event.isComposing) {
+      // A search box's Escape would only empty it; here, as anywhere in the dialog, it closes.
+      // Stopped here: the Settings pop-over the picker may be open over stays open.
+      event.preventDefault();
+      event.stopPropagation();
+      dialog.close();
+    } else if (event.key === "ArrowDown") {
       event.preventDefault();
       list.querySelector(".picker-option")?.focus();
     } else if (event.key === "Enter" && !event.isComposing) {
@@ -147,10 +173,7 @@ export function setupPicker({ dialog, button, current, onChoose }) {
     chooser = forChooser;
     // Each opening starts afresh: no search or filter left from the last, every model listed,
     // the current one marked and in view.
-    search.value = "";
-    free.checked = false;
-    price.value = "";
-    context.value = "";
+    reset();
     dialog.showModal();
     search.focus();
     load().then(() => {
