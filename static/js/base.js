@@ -7,9 +7,14 @@ if (toggle && nav) {
     toggle.setAttribute("aria-expanded", String(open));
   });
 }
-// Flash messages go on a click; good news also by itself after a while (errors stay).
+// Flash messages close with their ×; good news also by itself after a while (errors stay).
 for (const message of document.querySelectorAll(".messages .message")) {
-  message.addEventListener("click", () => message.remove());
+  const close = document.createElement("button");
+  close.type = "button";
+  close.className = "message-close";
+  close.setAttribute("aria-label", "Close"); // its × is drawn by the stylesheet: not the message's text
+  close.addEventListener("click", () => message.remove());
+  message.append(close);
   if (message.matches(".success, .info")) setTimeout(() => message.remove(), 8000);
 }
 // Forms, or the one of a form's buttons, that ask for confirmation carry data-confirm="question"

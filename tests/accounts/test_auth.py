@@ -4,6 +4,7 @@ import re
 from typing import Any
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.core import mail
 from django.test import Client
 
@@ -149,17 +150,60 @@ def test_pages_that_need_an_account_send_visitors_to_log_in(client: Client) -> N
         assert response["Location"].startswith(f"/accounts/login/?next={path}")
 
 
-def test_password_change(client: Client) -> None:
+def test_a_password_change_goes_back_to_the_account_page_saying_so(client: Client) -> None:
     user = make_user()
     client.force_login(user)
     new = "an entirely new passphrase 42"
     response = client.post(
         "/accounts/password/change/",
         {"oldpassword": PASSWORD, "password1": new, "password2": new},
+        follow=True,
     )
-    assert response.status_code == 302
+    # Not the same empty form again, under allauth's "Password successfully changed."
+    assert response.redirect_chain == [("/account/", 302)]
+    assert '<p class="message success">Password changed.</p>' in response.content.decode()
     user.refresh_from_db()
     assert user.check_password(new)
+
+
+def test_allauths_forms_label_fields_without_colons_and_say_things_plainly(
+    client: Client,
+) -> None:
+    signup = client.get("/accounts/signup/").content.decode()
+    assert '<label for="id_email">Email</label>' in signup
+    assert '<label for="id_password1">Password</label>' in signup
+    assert "Have an account?" in signup and "Then please" not in signup
+    login = client.get("/accounts/login/").content.decode()
+    assert "No account yet?" in login and "then please" not in login
+    assert "Email:" not in signup + login
+    make_user("grace@example.com")
+    refused = client.post("/accounts/login/", {"login": "grace@example.com", "password": "no"})
+    assert "The email or password is not correct." in refused.content.decode()
+
+
+def test_every_account_page_is_under_account_in_the_menu_and_leads_back_to_it(
+    client: Client,
+) -> None:
+    client.force_login(make_user())
+    current = '<a href="/account/" aria-current="page">Account</a>'
+    assert current in client.get("/account/").content.decode()
+    for path in ["/accounts/email/", "/accounts/password/change/"]:
+        html = client.get(path).content.decode()
+        assert current in html, path
+        assert '<p class="back"><a href="/account/">← Account</a></p>' in html, path
+    assert current not in client.get("/chat/").content.decode()
+
+
+def test_signing_up_says_one_thing_not_also_that_you_are_signed_in(client: Client) -> None:
+    response = client.post(
+        "/accounts/signup/",
+        {"email": "ada@example.com", "password1": PASSWORD, "password2": PASSWORD},
+        follow=True,
+    )
+    html = response.content.decode()
+    assert html.count('<p class="message ') == 1
+    assert "Confirmation email sent to ada@example.com." in html
+    assert "Successfully signed in" not in html
 
 
 def test_a_password_reset_mail_names_the_site_and_its_done_page_leads_to_sign_in(
@@ -219,5 +263,45 @@ def test_allauths_pages_carry_no_inline_script_or_style_which_the_csp_would_bloc
         assert " style=" not in html, path
     email_page = shown["/accounts/email/"].content.decode()
     assert "ada@work.example" in email_page
-    assert 'name="action_remove" class="danger" data-confirm=' in email_page
+    assert 'name="action_remove" class="danger small" data-confirm=' in email_page
     assert "js/base.js" in email_page  # which asks the question (every page has it)
+
+
+def test_the_email_page_offers_each_address_only_what_it_can_do(client: Client) -> None:
+    user = make_user("ada@example.com")
+    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
+    EmailAddress.objects.create(user=user, email="ada@work.example", verified=True)
+    EmailAddress.objects.create(user=user, email="ada@home.example", verified=False)
+    client.force_login(user)
+    html = client.get("/accounts/email/").content.decode()
+    rows = {
+        email: re.search(rf'value="{re.escape(email)}">.*?</form>', html, re.S)
+        for email in ["ada@example.com", "ada@work.example", "ada@home.example"]
+    }
+    primary, work, home = (rows[email][0] for email in rows)  # type: ignore[index]
+    # The primary address cannot be removed (allauth says so only after asking) nor made primary.
+    assert "action_remove" not in primary and "action_primary" not in primary
+    assert "action_send" not in primary  # verified
+    assert "action_primary" in work and "action_send" not in work
+    assert 'data-confirm="Remove ada@work.example from your account?"' in work
+    # allauth refuses an unverified primary while a verified address exists.
+    assert "action_primary" not in home and "action_send" in home and "action_remove" in home
+
+
+def test_an_unverified_address_signs_in_as_the_email_page_says(client: Client) -> None:
+    user = make_user("ada@example.com")
+    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
+    EmailAddress.objects.create(user=user, email="ada@home.example", verified=False)
+    client.force_login(user)
+    said = "You can sign in with any of these addresses, verified or not."
+    assert said in client.get("/accounts/email/").content.decode()
+    client.logout()
+    client.post("/accounts/login/", {"login": "ada@home.example", "password": PASSWORD})
+    assert client.session["_auth_user_id"] == str(user.pk)
+
+
+def test_the_account_pages_preferences_are_saved_with_the_main_button(client: Client) -> None:
+    client.force_login(make_user())
+    html = client.get("/account/").content.decode()
+    assert '<button type="submit">Save</button>' in html  # not class="secondary"
+    assert '<label for="id_default_model">Default model for new chats</label>' in html
