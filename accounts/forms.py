@@ -1,7 +1,7 @@
 from django import forms
 
 from accounts.models import User
-from openrouter.catalogue import chat_model_offered
+from openrouter.catalogue import model_offered
 
 
 class PasteKeyForm(forms.Form):
@@ -32,7 +32,7 @@ class PreferencesForm(forms.ModelForm):
             raise forms.ValidationError("A model id looks like openai/gpt-4o or x/y:free.")
         # As in a conversation's settings: only a model being picked here is checked, against
         # OpenRouter's list (anything is taken while the list cannot be had).
-        if value and "default_model" in self.changed_data and not chat_model_offered(value):
+        if value and "default_model" in self.changed_data and not model_offered(value):
             raise forms.ValidationError(
                 "OpenRouter has no chat model “%(model)s”. Check the id (a chat's model picker "
                 "lists every one), or leave this blank for your OpenRouter default.",

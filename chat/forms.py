@@ -4,7 +4,7 @@ from django import forms
 from django.core.validators import RegexValidator
 
 from chat.models import Conversation
-from openrouter.catalogue import chat_model_offered
+from openrouter.catalogue import model_offered
 
 MODEL_ID_PATTERN = r"^[\w.:/~@+\-]{0,200}$"
 model_id_validator = RegexValidator(
@@ -53,7 +53,7 @@ class ConversationSettingsForm(ConversationOptionsForm):
         model: str = self.cleaned_data["model"]
         # Only a model being picked here: a conversation whose model OpenRouter has dropped
         # since keeps its other settings editable.
-        if model and "model" in self.changed_data and not chat_model_offered(model):
+        if model and "model" in self.changed_data and not model_offered(model):
             raise forms.ValidationError(
                 "OpenRouter has no chat model “%(model)s”. Pick one with Choose…, or leave "
                 "this blank for your OpenRouter default.",

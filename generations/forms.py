@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 
 from generations.models import DEFAULT_MODEL, Generation
-from openrouter.catalogue import models_catalogue
+from openrouter.catalogue import model_offered, models_catalogue
 from openrouter.errors import size_in_words
 
 MAX_PROMPT_CHARS = 1000
@@ -76,16 +76,24 @@ class GenerationForm(forms.Form):
         limit = size_in_words(settings.GENERATION_MAX_OUTPUT_BYTES)
         self.fields["extension"].help_text = f"Objects up to {limit} each."
         # OpenRouter's 3D models, suggested in the field (index.html's datalist), if the list is
-        # at hand (the page never waits for it); any other id may still be typed. The default is
-        # ours unless OpenRouter no longer lists it.
+        # at hand (the page never waits for it). The default is ours unless OpenRouter no longer
+        # lists it; the field starts blank (a value would hide the other suggestions).
         self.model_suggestions = models_catalogue(output="3d", wait=False).models
         listed = [entry["id"] for entry in self.model_suggestions]
         self.default_model = DEFAULT_MODEL if not listed or DEFAULT_MODEL in listed else listed[0]
         model = self.fields["model"]
-        model.initial = self.default_model
+        model.widget.attrs["placeholder"] = self.default_model
         model.help_text = (
             f"An OpenRouter model that makes 3D objects; blank means {self.default_model}."
         )
 
     def clean_model(self) -> str:
-        return str(self.cleaned_data.get("model") or self.default_model)
+        model = str(self.cleaned_data.get("model") or self.default_model)
+        # As chat does: checked against OpenRouter's list when it is at hand, else OpenRouter
+        # judges the id when the generation runs.
+        if not model_offered(model, output="3d"):
+            raise forms.ValidationError(
+                "OpenRouter has no 3D model “%(model)s”. Pick one from the field's suggestions.",
+                params={"model": model},
+            )
+        return model

@@ -17,9 +17,15 @@ from django.utils import timezone
 DEFAULT_MODEL = "openai/shap-e"
 
 
-# Upstream statuses that the same request would meet again: 400 bad request, 403 refused (a
-# guardrail), 404 no 3D generation offered, 451 flagged by moderation.
-REFUSALS_A_RETRY_CANNOT_CHANGE = frozenset({"400", "403", "404", "451"})
+# Upstream statuses that the same request would meet again, with what a new request must change
+# (the failed page's advice): 400 bad request (often a model that makes no 3D objects), 403
+# refused (a guardrail), 404 no 3D generation offered, 451 flagged by moderation.
+REFUSALS_A_RETRY_CANNOT_CHANGE = {
+    "400": "start a new one with another model or other settings",
+    "403": "start a new one with a different description",
+    "404": "start a new one with a model that makes 3D objects",
+    "451": "start a new one with a different description",
+}
 
 
 class Generation(models.Model):
@@ -120,6 +126,11 @@ class Generation(models.Model):
         """Whether sending the same request again could end otherwise: not after the upstream
         refused the request itself (a bad request, moderation, no 3D on offer)."""
         return self.error_code not in REFUSALS_A_RETRY_CANNOT_CHANGE
+
+    @property
+    def refusal_advice(self) -> str:
+        """What a new request must change when a retry cannot help; empty when it can."""
+        return REFUSALS_A_RETRY_CANNOT_CHANGE.get(self.error_code, "")
 
     def mark_failed(self, code: str, message: str, *, now: datetime) -> list[str]:
         self.state = self.State.FAILED

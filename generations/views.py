@@ -105,7 +105,7 @@ def retry(request: AuthedRequest, pk: int) -> HttpResponse:
 def cancel(request: AuthedRequest, pk: int) -> HttpResponse:
     generation = _own(request, pk)
     if services.generation_cancel(generation=generation):
-        messages.success(request, "Generation cancelled; nothing was kept.")
+        messages.success(request, "Generation cancelled.")
     else:
         messages.info(request, "It had already finished, so there was nothing to cancel.")
     if request.POST.get("from") == "gallery":  # the card's button: back to the cards

@@ -65,11 +65,12 @@ def models_catalogue(*, output: str = "text", wait: bool = True) -> Catalogue:
     return Catalogue(models=models, fetched_at=cached["fetched_at"], refreshing=False)
 
 
-def chat_model_offered(model: str) -> bool:
-    """Whether OpenRouter lists ``model`` as a chat model (a variant such as ``…:nitro`` counts
-    as its base model). ``True`` while the list is not at hand: a moment without it refuses
-    nothing, and OpenRouter judges the id when it is used."""
-    models = models_catalogue().models
+def model_offered(model: str, *, output: str = "text") -> bool:
+    """Whether OpenRouter lists ``model`` among the models that make ``output`` (chat models by
+    default, ``"3d"`` for the 3D form); a variant such as ``…:nitro`` counts as its base model.
+    ``True`` while the list is not at hand: a moment without it refuses nothing, and OpenRouter
+    judges the id when it is used."""
+    models = models_catalogue(output=output).models
     if not models:
         return True
     ids = {entry["id"] for entry in models}

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from openrouter.sandbox.faults import FAULTS
+from openrouter.sandbox.faults import FAULTS, Kind
 
 DEFAULT_CHAT_MODEL = "openai/gpt-4o-mini"  # the "account default" when a request names no model
 DEFAULT_OBJECT_MODEL = "openai/shap-e"
+NOT_3D = (Kind.SLOW, Kind.NO_3D)  # the fault models that make no 3D objects
 
 _CHAT_PARAMETERS = [
     "max_tokens",
@@ -66,9 +67,11 @@ class Model:
 
     def as_json(self) -> dict[str, Any]:
         modality = f"{'+'.join(self.input_modalities)}->{'+'.join(self.output_modalities)}"
-        parameters = _CHAT_PARAMETERS + (_TOOL_PARAMETERS if self.tools else [])
+        parameters = []
+        if "text" in self.output_modalities:
+            parameters += _CHAT_PARAMETERS + (_TOOL_PARAMETERS if self.tools else [])
         if self.makes_objects:
-            parameters = ["num_inference_steps", "num_outputs", "extension"]
+            parameters += ["num_inference_steps", "num_outputs", "extension"]
         return {
             "id": self.id,
             "canonical_slug": self.canonical_slug or self.id,
@@ -377,6 +380,8 @@ _FAULT_MODELS: tuple[Model, ...] = tuple(
         "0",
         "0",
         "Other",
+        # Listed as making 3D objects when it misbehaves at objects/generations too.
+        output_modalities=("text",) if fault.kind in NOT_3D else ("text", "3d"),
         tools=False,
     )
     for fault in FAULTS.values()

@@ -77,3 +77,9 @@ def test_every_list_and_a_generations_page_fit_a_1280_px_window(page: Page, stac
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
         for box in page.locator(".results, .inline-group").all():
             assert box.evaluate("box => box.scrollWidth <= box.clientWidth"), path
+        # The site's icon, not the browser's guess /favicon.ico (a 404 logged on every page).
+        icon = page.locator('link[rel="icon"]').get_attribute("href")
+        assert icon and page.request.get(f"{stack}{icon}").ok, path
+    # Nothing went wrong on the way.
+    errors = [line for line in page.console_log if line.startswith("[error]")]  # type: ignore[attr-defined]
+    assert not errors, errors

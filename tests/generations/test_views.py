@@ -17,6 +17,7 @@ from django.utils import timezone
 from accounts.models import User
 from generations import forms, services
 from generations.models import Generation
+from openrouter import catalogue
 from openrouter.catalogue import Catalogue
 from openrouter.errors import OpenRouterError
 from tests.generations.conftest import PLY, make_generation
@@ -89,7 +90,10 @@ def test_the_form_suggests_the_3d_models_and_no_chat_model(connected_client: Cli
     suggested = page.split('<datalist id="models-3d">')[1].split("</datalist>")[0]
     assert '<option value="openai/shap-e" label="OpenAI: Shap-E">' in suggested
     assert "openai/gpt-4o-mini" not in suggested
-    assert 'name="model" value="openai/shap-e"' in page
+    # Blank, so that every suggestion shows; the default is what blank means.
+    model = page.split('name="model"')[1].split(">")[0]
+    assert 'placeholder="openai/shap-e"' in model and "value=" not in model
+    assert "blank means openai/shap-e" in page
 
 
 def test_when_openrouter_no_longer_lists_our_default_a_listed_3d_model_is_the_default(
@@ -98,10 +102,33 @@ def test_when_openrouter_no_longer_lists_our_default_a_listed_3d_model_is_the_de
     other = {"id": "acme/mesh-1", "name": "Acme: Mesh 1", "outputs": ["3d"]}
     listed = Catalogue(models=[other], fetched_at=1.0, refreshing=False)
     monkeypatch.setattr(forms, "models_catalogue", lambda **_: listed)
+    monkeypatch.setattr(catalogue, "models_catalogue", lambda **_: listed)
     page = connected_client.get(reverse("generations:index")).content.decode()
-    assert 'name="model" value="acme/mesh-1"' in page and "blank means acme/mesh-1" in page
+    assert 'placeholder="acme/mesh-1"' in page and "blank means acme/mesh-1" in page
     create(connected_client, model="")
     assert Generation.objects.get().model == "acme/mesh-1"
+
+
+@pytest.mark.parametrize("model", ["nonsense/model", "openai/gpt-4o-mini"])
+def test_a_model_openrouter_does_not_list_for_3d_is_refused_by_name(
+    connected_client: Client, model: str
+) -> None:
+    response = create(connected_client, model=model)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert (
+        f"OpenRouter has no 3D model “{model}”. Pick one from the field&#x27;s suggestions." in page
+    )
+    assert not Generation.objects.exists()
+
+
+def test_any_model_id_is_taken_while_openrouter_s_list_is_not_at_hand(
+    connected_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unavailable = Catalogue(models=[], fetched_at=None, refreshing=True)
+    monkeypatch.setattr(catalogue, "models_catalogue", lambda **_: unavailable)
+    assert create(connected_client, model="acme/new-mesh").status_code == 302
+    assert Generation.objects.get().model == "acme/new-mesh"  # OpenRouter judges it when run
 
 
 def test_the_form_states_the_size_limit_of_an_object(
@@ -169,25 +196,43 @@ def test_the_detail_page_has_the_viewer_downloads_and_parameters(
 
 
 @pytest.mark.parametrize(
-    ("code", "sentence", "retry_can_help"),
+    ("code", "sentence", "advice"),
     [
-        ("502", "OpenRouter's provider is down or sent an invalid response.", True),
-        # The same request would be refused again: a new one, not Retry.
-        ("451", "The model's moderation flagged this input, so it was not sent.", False),
+        ("502", "OpenRouter's provider is down or sent an invalid response.", None),
+        # The same request would be refused again: a new one, changed where it can help.
+        (
+            "451",
+            "The model's moderation flagged this input, so it was not sent.",
+            "start a new one with a different description",
+        ),
+        (
+            "400",
+            "OpenRouter could not accept this request: openai/gpt-4o-mini does not generate 3D "
+            "objects.",
+            "start a new one with another model or other settings",
+        ),
+        (
+            "404",
+            "OpenRouter makes no 3D objects with this model, so nothing could be made.",
+            "start a new one with a model that makes 3D objects",
+        ),
     ],
 )
-def test_a_failed_generation_shows_the_upstream_sentence_and_retry_only_where_it_can_help(
-    signed_in: Client, user: User, code: str, sentence: str, retry_can_help: bool
+def test_a_failed_generation_says_what_failed_and_what_can_help(
+    signed_in: Client, user: User, code: str, sentence: str, advice: str | None
 ) -> None:
     generation = make_generation(
         user, state="failed", outputs=0, error_code=code, error_message=sentence
     )
     page = signed_in.get(generation.get_absolute_url()).content.decode()
+    assert "<h2>Generation failed</h2>" in page
     assert sentence.replace("'", "&#x27;") in page
     assert f"Error code: <code>{code}</code>" in page and "Upstream" not in page
-    assert (reverse("generations:retry", args=[generation.pk]) in page) is retry_can_help
-    new_one = f'href="{reverse("generations:index")}">describe the object differently'
-    assert (new_one in page) is not retry_can_help
+    assert (reverse("generations:retry", args=[generation.pk]) in page) is (advice is None)
+    new_one = f'<a href="{reverse("generations:index")}">{advice}</a>'
+    assert (new_one in page) is (advice is not None)
+    if code in {"400", "404"}:  # a description is not what was refused
+        assert "describe" not in page.split('class="failure"')[1].split("</div>")[0]
 
 
 def test_a_failed_card_says_what_failed_and_offers_a_retry_with_no_countdown(
@@ -323,8 +368,11 @@ def test_the_owner_cancels_a_running_generation_from_its_page_or_its_card(
     generation.refresh_from_db()
     assert generation.state == "cancelled"
     page = signed_in.get(generation.get_absolute_url()).content.decode()
-    assert "Generation cancelled; nothing was kept." in page
-    assert 'class="badge cancelled"' in page and f'action="{url}"' not in page
+    # Said once each: the state (its badge), what happened (the message), what it means.
+    assert page.count("Cancelled") == 1 and 'class="badge cancelled"' in page
+    assert page.count("Generation cancelled.") == 1 and page.count("nothing was kept") == 1
+    assert "Time taken" not in page  # it never finished
+    assert f'action="{url}"' not in page
     assert reverse("generations:retry", args=[generation.pk]) in page  # "Run again"
     assert f'action="{url}"' not in signed_in.get(reverse("generations:index")).content.decode()
 

@@ -76,12 +76,19 @@ def test_a_page_that_only_suggests_models_does_not_wait_for_a_cold_list(
 
 
 def test_the_catalogue_keeps_3d_models_apart_from_the_chat_models(no_catalogue: None) -> None:
-    objects = catalogue.models_catalogue(output="3d").models
-    assert [(model["id"], model["outputs"]) for model in objects] == [("openai/shap-e", ["3d"])]
-    chat = catalogue.models_catalogue().models
-    assert chat and all(model["outputs"] == ["text"] for model in chat)
-    assert catalogue.chat_model_offered("openai/gpt-4o-mini")
-    assert not catalogue.chat_model_offered("openai/shap-e")
+    objects = {
+        model["id"]: model["outputs"] for model in catalogue.models_catalogue(output="3d").models
+    }
+    assert objects["openai/shap-e"] == ["3d"] and "openai/gpt-4o-mini" not in objects
+    chat = {model["id"] for model in catalogue.models_catalogue().models}
+    assert "openai/gpt-4o-mini" in chat and "openai/shap-e" not in chat
+    assert catalogue.model_offered("openai/gpt-4o-mini")
+    assert not catalogue.model_offered("openai/shap-e")
+    assert catalogue.model_offered("openai/shap-e", output="3d")
+    assert not catalogue.model_offered("openai/gpt-4o-mini", output="3d")
+    # The sandbox's fault models are offered where they misbehave: sandbox/no-3d makes no 3D.
+    assert catalogue.model_offered("sandbox/error-500", output="3d")
+    assert not catalogue.model_offered("sandbox/no-3d", output="3d")
 
 
 def test_a_model_that_makes_neither_text_nor_3d_is_left_out() -> None:
