@@ -42,7 +42,8 @@ def account(request: AuthedRequest) -> HttpResponse:
         "form": form,
         "paste_form": PasteKeyForm(),
     }
-    return render(request, "accounts/account.html", context)
+    # A form sent back with its errors is a refused request, as on every page of ours (README).
+    return render(request, "accounts/account.html", context, status=400 if form.errors else 200)
 
 
 @login_required
