@@ -414,3 +414,16 @@ def test_an_address_in_an_answers_error_is_a_link(signed_in: Client, user: User)
     url = f"{settings.OPENROUTER_URL}/settings/credits"
     assert f'<a href="{url}"' in page
     assert '<span class="meta-model" title="The model of this answer">openai/gpt-4o</span>' in page
+
+
+@pytest.mark.django_db
+def test_form_labels_are_words_without_a_colon(
+    connected_client: Client, connected_user: User
+) -> None:
+    """As on the sign-in pages: "Temperature", not "Temperature:" (Django's label_tag adds one)."""
+    conversation = make_conversation(connected_user)
+    for path in ["/chat/", f"/chat/{conversation.pk}/", "/generations/"]:
+        page = connected_client.get(path).content.decode()
+        labels = re.findall(r"<label[^>]*>([^<]*)</label>", page)
+        assert labels, path
+        assert not [label for label in labels if label.strip().endswith(":")], path
