@@ -8,7 +8,7 @@ from typing import Any
 from playwright.sync_api import Locator, Page, expect
 
 from accounts.models import User
-from chat.models import Message
+from chat.models import Conversation, Message
 from tests.chat.conftest import add_message, make_conversation
 from tests.e2e.conftest import shoot
 from tests.factories import PASSWORD, connect_user, make_user
@@ -22,14 +22,20 @@ def sign_in(page: Page, base: str, user: User) -> None:
     expect(page.locator(".nav-user")).to_have_text(user.email)
 
 
-def test_a_conversation_deleted_in_another_tab_says_so_there(page: Page, stack: str) -> None:
-    user = connect_user(make_user("tabs@example.com"))
+def open_tides(page: Page, stack: str, email: str) -> tuple[str, Conversation]:
+    """A new connected user's page open on a conversation of one question and its answer."""
+    user = connect_user(make_user(email))
     conversation = make_conversation(user, title="Tides")
     add_message(conversation, Message.Role.USER, "Tell me about tides")
     add_message(conversation, Message.Role.ASSISTANT, "The moon pulls the sea.")
     sign_in(page, stack, user)
     url = f"{stack}/chat/{conversation.pk}/"
     page.goto(url)
+    return url, conversation
+
+
+def test_a_conversation_deleted_in_another_tab_says_so_there(page: Page, stack: str) -> None:
+    url, _ = open_tides(page, stack, "tabs@example.com")
     expect(page.locator("#send-button")).to_be_enabled()  # its socket is open
     page.fill("#composer-text", "Half a thought about the moon")
     other = page.context.new_page()
@@ -57,13 +63,7 @@ def test_a_conversation_deleted_in_another_tab_says_so_there(page: Page, stack: 
 
 
 def test_a_draft_outlives_reloads_and_goes_once_sent(page: Page, stack: str) -> None:
-    user = connect_user(make_user("drafts@example.com"))
-    conversation = make_conversation(user, title="Tides")
-    add_message(conversation, Message.Role.USER, "Tell me about tides")
-    add_message(conversation, Message.Role.ASSISTANT, "The moon pulls the sea.")
-    sign_in(page, stack, user)
-    url = f"{stack}/chat/{conversation.pk}/"
-    page.goto(url)
+    _, conversation = open_tides(page, stack, "drafts@example.com")
     box = page.locator("#composer-text")
     box.fill("Every word of this")
     # Settings → Save and the list's Rename both reload the page.

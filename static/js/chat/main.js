@@ -449,6 +449,8 @@ function start(app) {
   const keepDraft = () => drafts.write(draftSlot(), textarea.value);
   textarea.addEventListener("input", keepDraft);
   composer.restore(drafts.read(draftSlot()));
+  // Text typed (or put back by the browser) before this script ran is this page's draft too.
+  if (textarea.value) keepDraft();
 
   stopButton.addEventListener("click", () => {
     const entry = streamingEntry();
