@@ -143,6 +143,11 @@ def test_a_message_search_counts_its_results_and_opens_at_the_matching_message(
     expect(match).to_have_class(re.compile(r"\bsearch-hit\b"))  # lit up…
     expect(match).to_be_in_viewport()
     expect(page.locator(".msg.search-hit")).to_have_count(1)
+    # The words themselves are marked, wherever their case differs.
+    marked = page.evaluate(
+        "[...(CSS.highlights.get('search') ?? [])].map((range) => range.toString())"
+    )
+    assert marked == ["Barnacle"]
     shoot(page, "chat-search-hit")
     expect(match).not_to_have_class(re.compile(r"\bsearch-hit\b"))  # …briefly
     expect(match).to_be_in_viewport()  # and left in view, however the socket's news came

@@ -521,7 +521,8 @@ function start(app) {
 
   // --- sidebar ------------------------------------------------------------------------------
 
-  /** Opened from a message search (?q=): the first message that matches, in view and lit up. */
+  /** Opened from a message search (?q=): the first message that matches, in view and lit up,
+   * and the searched words marked in it (until the search box changes). */
   function showSearchHit(query) {
     const words = query?.trim().toLowerCase();
     if (!words) return;
@@ -529,14 +530,35 @@ function start(app) {
     const hit = entries.find((entry) => entry.source.toLowerCase().includes(words));
     if (!hit) return; // found by its title
     state.following = false;
-    hit.el.scrollIntoView({ block: "center" });
+    const marked = markWords(hit.el.querySelector(".message-body"), words);
+    (marked?.startContainer.parentElement ?? hit.el).scrollIntoView({ block: "center" });
     hit.el.classList.add("search-hit");
     hit.el.addEventListener("animationend", () => hit.el.classList.remove("search-hit"), { once: true });
+  }
+
+  /** Marks each place `words` stand in `body`'s text (CSS highlights: the rendered message is
+   * left as it is); returns the first, or null (none, or a browser without highlights). */
+  function markWords(body, words) {
+    if (!body || !globalThis.CSS?.highlights) return null;
+    const ranges = [];
+    const walker = document.createTreeWalker(body, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const text = node.data.toLowerCase();
+      for (let at = text.indexOf(words); at !== -1; at = text.indexOf(words, at + words.length)) {
+        const range = new Range();
+        range.setStart(node, at);
+        range.setEnd(node, at + words.length);
+        ranges.push(range);
+      }
+    }
+    if (ranges.length) CSS.highlights.set("search", new Highlight(...ranges));
+    return ranges[0] ?? null;
   }
 
   const search = document.getElementById("conversation-search");
   const searchSummary = document.getElementById("search-summary");
   search?.addEventListener("input", () => {
+    globalThis.CSS?.highlights?.delete("search"); // the words marked were of the search sent
     const words = search.value.trim().toLowerCase();
     // "N results for …" is of the search sent; a different text is not searched yet.
     if (searchSummary) searchSummary.hidden = search.value.trim() !== searchSummary.dataset.query.trim();
