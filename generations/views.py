@@ -95,9 +95,7 @@ def retry(request: AuthedRequest, pk: int) -> HttpResponse:
             messages.info(request, "Only a failed or cancelled generation can be run again.")
     except services.GenerationLimitReached as exc:
         messages.error(request, exc.message)
-    if request.POST.get("from") == "gallery":  # the card's button: back to the cards
-        return redirect("generations:index")
-    return redirect(generation)
+    return _back(request, generation)
 
 
 @login_required
@@ -108,7 +106,12 @@ def cancel(request: AuthedRequest, pk: int) -> HttpResponse:
         messages.success(request, "Generation cancelled.")
     else:
         messages.info(request, "It had already finished, so there was nothing to cancel.")
-    if request.POST.get("from") == "gallery":  # the card's button: back to the cards
+    return _back(request, generation)
+
+
+def _back(request: AuthedRequest, generation: Generation) -> HttpResponse:
+    """After an action: back to the cards when a card's button sent it, else to its page."""
+    if request.POST.get("from") == "gallery":
         return redirect("generations:index")
     return redirect(generation)
 

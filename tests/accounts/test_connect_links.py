@@ -64,14 +64,19 @@ def test_a_chat_answer_refused_for_its_key_links_to_the_account_page(client: Cli
     assert RECONNECT in page
 
 
-def test_the_rest_of_a_sentence_stays_escaped_text(client: Client) -> None:
+def failed_generation_page(client: Client, code: str, said: str) -> str:
+    """The page of a new user's generation that failed with ``code`` and the sentence ``said``."""
     user = make_user()
     client.force_login(user)
-    said = "<b>bad</b>. Connect your OpenRouter account first."
     generation = Generation.objects.create(
-        user=user, prompt="a cube", state="failed", error_code="400", error_message=said
+        user=user, prompt="a cube", state="failed", error_code=code, error_message=said
     )
-    page = client.get(generation.get_absolute_url()).content.decode()
+    return client.get(generation.get_absolute_url()).content.decode()
+
+
+def test_the_rest_of_a_sentence_stays_escaped_text(client: Client) -> None:
+    said = "<b>bad</b>. Connect your OpenRouter account first."
+    page = failed_generation_page(client, "400", said)
     assert f"&lt;b&gt;bad&lt;/b&gt;. {CONNECT}" in page
 
 
@@ -96,13 +101,8 @@ def test_an_answer_and_a_3d_object_out_of_credits_link_to_the_credits_page(
 
 
 def test_the_credits_link_comes_from_the_settings_never_from_the_text(client: Client) -> None:
-    user = make_user()
-    client.force_login(user)
     said = 'Add credits on OpenRouter <a href="https://evil.example">here</a>'
-    generation = Generation.objects.create(
-        user=user, prompt="a cube", state="failed", error_code="402", error_message=said
-    )
-    page = client.get(generation.get_absolute_url()).content.decode()
+    page = failed_generation_page(client, "402", said)
     assert f'<a href="{credits_url()}" target="_blank" rel="noopener">' in page
     assert '<a href="https://evil.example">' not in page
     assert "&lt;a href=" in page

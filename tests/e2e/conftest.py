@@ -14,9 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    expect,
+    sync_playwright,
+)
 
 from tests import services
+from tests.factories import PASSWORD
 
 # Playwright's sync API runs an event loop in this thread; the test code's ORM calls are still
 # plain synchronous calls, so Django's async-safety guard is lifted for the browser tests.
@@ -125,3 +133,12 @@ def shoot(page: Page, name: str) -> None:
     page.wait_for_timeout(150)
     page.screenshot(path=str(ARTIFACTS / f"{name}-phone.png"), full_page=True)
     page.set_viewport_size(size)
+
+
+def sign_in(page: Page, base: str, email: str) -> None:
+    """Signs in through the form, as a person would (a user made with tests.factories)."""
+    page.goto(f"{base}/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main form button[type=submit]")
+    expect(page.locator(".nav-user")).to_have_text(email)

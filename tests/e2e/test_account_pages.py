@@ -7,16 +7,8 @@ import re
 from allauth.account.models import EmailAddress
 from playwright.sync_api import Dialog, Page, expect
 
-from tests.e2e.conftest import PHONE, shoot
+from tests.e2e.conftest import PHONE, shoot, sign_in
 from tests.factories import PASSWORD, connect_user, make_user
-
-
-def sign_in(page: Page, base: str, email: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator(".nav-user")).to_have_text(email)
 
 
 def blocked_by_csp(page: Page) -> list[str]:

@@ -7,19 +7,10 @@ from typing import Any
 
 from playwright.sync_api import Locator, Page, expect
 
-from accounts.models import User
 from chat.models import Conversation, Message
 from tests.chat.conftest import add_message, make_conversation
-from tests.e2e.conftest import shoot
-from tests.factories import PASSWORD, connect_user, make_user
-
-
-def sign_in(page: Page, base: str, user: User) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.fill("input[name=login]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator(".nav-user")).to_have_text(user.email)
+from tests.e2e.conftest import shoot, sign_in
+from tests.factories import connect_user, make_user
 
 
 def open_tides(page: Page, stack: str, email: str) -> tuple[str, Conversation]:
@@ -28,7 +19,7 @@ def open_tides(page: Page, stack: str, email: str) -> tuple[str, Conversation]:
     conversation = make_conversation(user, title="Tides")
     add_message(conversation, Message.Role.USER, "Tell me about tides")
     add_message(conversation, Message.Role.ASSISTANT, "The moon pulls the sea.")
-    sign_in(page, stack, user)
+    sign_in(page, stack, user.email)
     url = f"{stack}/chat/{conversation.pk}/"
     page.goto(url)
     return url, conversation
@@ -125,7 +116,7 @@ def test_a_message_search_counts_its_results_and_opens_at_the_matching_message(
         add_message(conversation, Message.Role.USER, f"And then? ({turn})")
         add_message(conversation, Message.Role.ASSISTANT, "More about the sea.\n\n" * 4)
     make_conversation(user, title="Elsewhere")
-    sign_in(page, stack, user)
+    sign_in(page, stack, user.email)
     page.goto(f"{stack}/chat/")
 
     page.fill("#conversation-search", "nothing like it")
@@ -196,7 +187,7 @@ def test_each_conversations_menu_button_is_visible_enough_and_shows_focus(
     user = connect_user(make_user("menus@example.com"))
     make_conversation(user, title="Other")
     current = make_conversation(user, title="Current")
-    sign_in(page, stack, user)
+    sign_in(page, stack, user.email)
     page.goto(f"{stack}/chat/{current.pk}/")
     for row in ("Current", "Other"):  # the open one's row is tinted
         summary = page.locator(".conversation-item", has_text=row).locator("summary")
@@ -218,7 +209,7 @@ def test_a_model_search_that_finds_none_says_so_and_one_escape_closes_the_picker
 ) -> None:
     user = connect_user(make_user("picker@example.com"))
     conversation = make_conversation(user, title="Models")
-    sign_in(page, stack, user)
+    sign_in(page, stack, user.email)
     page.goto(f"{stack}/chat/{conversation.pk}/")
     picker, status = page.locator("#model-picker"), page.locator("#picker-status")
     page.click("#model-button")
@@ -258,7 +249,7 @@ def test_the_whole_settings_form_is_in_sight_on_a_laptop_screen(page: Page, stac
     for turn in range(6):
         add_message(conversation, Message.Role.USER, f"Question {turn}")
         add_message(conversation, Message.Role.ASSISTANT, "An answer.\n\n" * 6)
-    sign_in(page, stack, user)
+    sign_in(page, stack, user.email)
     page.goto(f"{stack}/chat/{conversation.pk}/")
     settings = page.locator(".chat-header .chat-settings")
     settings.locator("summary").click()

@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from chat.models import Message
 from generations.models import Generation
 from openrouter.errors import OpenRouterError
-from tests.e2e.conftest import ARTIFACTS, DESKTOP, PHONE, shoot
+from tests.e2e.conftest import ARTIFACTS, DESKTOP, PHONE, shoot, sign_in
 from tests.factories import PASSWORD, make_user
 from tests.generations.conftest import make_generation
 
@@ -405,14 +405,6 @@ def test_a_new_users_whole_journey(page: Page, browser: Browser, stack: str) -> 
     expect(page.locator(".message.success")).to_have_text("You have signed out.")
     response = page.goto(f"{stack}/chat/{conversation_id}/")
     assert "/accounts/login/" in page.url
-
-
-def sign_in(page: Page, base: str, email: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.fill("input[name=login]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form button[type=submit]")
-    expect(page.locator(".nav-user")).to_have_text(email)
 
 
 def test_the_viewer_hint_names_the_gestures_of_the_device_in_hand(
