@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from itertools import chain
 from typing import Any, NamedTuple
@@ -65,6 +65,57 @@ def conversations_for(*, user: User, query: str = "") -> QuerySet[Conversation]:
             Q(title__icontains=words) | Q(pk__in=mentioned.values("conversation_id"))
         )
     return conversations
+
+
+CONVERSATIONS_PER_PAGE = 50
+CONVERSATIONS_DOWN_TO = 200  # how far down a page lists to reach the open conversation
+_ORDER = ("-updated_at", "-pk")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class ConversationPage(NamedTuple):
+    conversations: list[Conversation]
+    older: str  # where the next page starts (``conversations_page(before=…)``); "" at the end
+
+
+def conversations_page(
+    *,
+    user: User,
+    query: str = "",
+    before: str = "",
+    through: Conversation | None = None,
+    size: int = CONVERSATIONS_PER_PAGE,
+) -> ConversationPage:
+    """One page of ``conversations_for``, most recent first, from ``before`` on (a cursor this
+    function gave), and down to the open conversation (``through``) if that is further down, not
+    past ``CONVERSATIONS_DOWN_TO``: one opened from "Show older" keeps its place in the list.
+
+    Rendering is what a long list costs (every row has its menu and forms), so a page lists 50
+    and the list's "Show older" asks for more (docs/benchmarks.md, "Pages"). A cursor is the
+    last row's place in the order (its ``updated_at`` and id), not an offset: a conversation
+    that moves to the top meanwhile shifts nothing. One that is not a cursor is a
+    ``ChatError("bad_request")``."""
+    conversations = conversations_for(user=user, query=query).order_by(*_ORDER)
+    if before:
+        try:
+            micros, pk = (int(part) for part in before.split("-"))
+            updated_at = _EPOCH + timedelta(microseconds=micros)
+        except (ValueError, OverflowError):
+            raise ChatError("bad_request", "That place in the list does not exist.") from None
+        conversations = conversations.filter(
+            Q(updated_at__lt=updated_at) | Q(updated_at=updated_at, pk__lt=pk)
+        )
+    rows = list(conversations[: size + 1])
+    if through is not None and len(rows) > size and through not in rows[:size]:
+        further = list(conversations[: CONVERSATIONS_DOWN_TO + 1])
+        if through in further[:CONVERSATIONS_DOWN_TO]:
+            size = further.index(through) + 1
+            rows = further[: size + 1]
+    if len(rows) <= size:
+        return ConversationPage(rows, "")
+    last = rows[size - 1]
+    micros = (last.updated_at - _EPOCH) // timedelta(microseconds=1)
+    return ConversationPage(rows[:size], f"{micros}-{last.pk}")
 
 
 def conversation_for(*, user: User, conversation_id: int) -> Conversation:

@@ -22,9 +22,8 @@ from chat.forms import (
     RenameForm,
 )
 from chat.models import Conversation
+from chat.protocol import ChatError
 from openrouter.catalogue import models_catalogue
-
-CONVERSATIONS_LISTED = 200
 
 
 @login_required
@@ -44,16 +43,22 @@ def _page(
     settings_form: ConversationSettingsForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    # PostgreSQL cannot hold or compare NUL: a search for it simply finds nothing else.
-    query = request.GET.get("q", "").replace("\x00", "")[:200]
+    query = _search_words(request)
     if conversation is not None and settings_form is None:
         settings_form = ConversationSettingsForm(instance=conversation)
+    listed = services.conversations_page(user=request.user, query=query, through=conversation)
     context = {
         "conversation": conversation,
-        "conversations": services.conversations_for(user=request.user, query=query)[
-            :CONVERSATIONS_LISTED
-        ],
+        "conversations": listed.conversations,
+        "older": listed.older,
+        # A search says how many it found, beyond the page listed too.
+        "found": (
+            services.conversations_for(user=request.user, query=query).count()
+            if query and listed.older
+            else len(listed.conversations)
+        ),
         "query": query,
+        "open_pk": conversation.pk if conversation else None,
         "chat_messages": conversation.messages.all() if conversation else [],
         "model": conversation.model if conversation else request.user.default_model,
         "connected": OpenRouterKey.objects.filter(user=request.user).exists(),
@@ -63,6 +68,33 @@ def _page(
         "silence_hint_ms": round(settings.CHAT_SILENCE_HINT * 1000),
     }
     return render(request, "chat/index.html", context, status=status)
+
+
+@login_required
+def conversation_list(request: AuthedRequest) -> HttpResponse:
+    """The list's next rows, older than ``?before=`` (the sidebar's "Show older" fetches them),
+    with the open conversation's row marked (``?open=``) and the search (``?q=``) kept."""
+    query = _search_words(request)
+    try:
+        listed = services.conversations_page(
+            user=request.user, query=query, before=request.GET.get("before", "")
+        )
+    except ChatError as error:
+        return HttpResponse(error.message, status=400, content_type="text/plain")
+    context = {
+        "conversations": listed.conversations,
+        "older": listed.older,
+        "query": query,
+        "open_pk": int(opened) if (opened := request.GET.get("open", "")).isdigit() else None,
+        "more_page": True,
+    }
+    return render(request, "chat/_conversation_rows.html", context)
+
+
+def _search_words(request: HttpRequest) -> str:
+    """The list's search (``?q=``). PostgreSQL cannot hold or compare NUL: a search for it
+    simply finds nothing else."""
+    return request.GET.get("q", "").replace("\x00", "")[:200]
 
 
 def _own(request: AuthedRequest, conversation_id: int) -> Conversation:

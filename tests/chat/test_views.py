@@ -67,6 +67,103 @@ def test_the_list_searches_titles_and_messages(
     assert "result" not in signed_in.get("/chat/").content.decode()  # no search, no count
 
 
+def active_title(html: str) -> str | None:
+    found = re.search(
+        r'class="conversation-item active".*?conversation-title">([^<]*)<', html, re.S
+    )
+    return found.group(1) if found else None
+
+
+def older_url(html: str) -> str:
+    """Where the list's "Show older" button fetches the next rows ("" when it is not there)."""
+    found = re.search(r'data-older="([^"]*)"', html)
+    return found.group(1).replace("&amp;", "&") if found else ""
+
+
+def test_the_list_shows_fifty_and_the_rest_older_page_by_page_none_twice(
+    signed_in: Client, user: User, other_user: User
+) -> None:
+    conversations = [make_conversation(user, title=f"Chat {i}") for i in range(120)]
+    make_conversation(other_user, title="Not mine")
+    # Ties in the order (one timestamp for many rows) are broken by the id, newest first.
+    same_time = timezone.now() - timedelta(hours=1)
+    Conversation.objects.filter(pk__in=[c.pk for c in conversations[30:90]]).update(
+        updated_at=same_time
+    )
+    expected = [
+        c.title
+        for c in sorted(
+            Conversation.objects.filter(user=user), key=lambda c: (c.updated_at, c.pk), reverse=True
+        )
+    ]
+
+    page = signed_in.get("/chat/").content.decode()
+    assert titles(page) == expected[:50]
+    assert "Show older conversations" in page
+    seen = titles(page)
+    url = older_url(page)
+    # A listed conversation that moves to the top meanwhile (a message sent in it) shifts
+    # nothing for the pages still to come: an offset would now list "Chat 90" twice.
+    Conversation.objects.filter(pk=conversations[110].pk).update(updated_at=timezone.now())
+    while url:
+        response = signed_in.get(url)
+        assert response.status_code == 200
+        rows = response.content.decode()
+        assert "No conversations yet." not in rows
+        seen += titles(rows)
+        url = older_url(rows)
+    assert seen == expected  # every one, in order, once; the last page has no button
+    assert "Not mine" not in seen
+
+
+def test_a_search_counts_every_match_and_shows_more_results_within_the_search(
+    signed_in: Client, user: User
+) -> None:
+    for i in range(60):
+        make_conversation(user, title=f"Barnacles {i}")
+    for i in range(10):
+        make_conversation(user, title=f"Other {i}")
+    page = signed_in.get("/chat/", {"q": "barnacle"}).content.decode()
+    assert "60 results for “barnacle”" in page
+    assert len(titles(page)) == 50
+    assert "Show more results" in page
+    rows = signed_in.get(older_url(page)).content.decode()
+    assert len(titles(rows)) == 10
+    assert all(title.startswith("Barnacles") for title in titles(rows))
+    assert 'href="/chat/' in rows and "?q=barnacle" in rows  # the rows open at the match
+    assert older_url(rows) == ""
+
+
+def test_a_conversation_opened_further_down_keeps_its_place_in_the_list(
+    signed_in: Client, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(120):
+        make_conversation(user, title=f"Chat {i}")
+    newest_first = [f"Chat {i}" for i in reversed(range(120))]
+    opened = Conversation.objects.get(title=newest_first[79])
+    page = signed_in.get(f"/chat/{opened.pk}/").content.decode()
+    assert titles(page) == newest_first[:80]  # down to the open one (opened from Show older)
+    assert active_title(page) == newest_first[79]
+    assert titles(signed_in.get(older_url(page)).content.decode()) == newest_first[80:]
+    # Too far down: the first fifty, and the open one is marked when "Show older" reaches it.
+    monkeypatch.setattr(services, "CONVERSATIONS_DOWN_TO", 60)
+    page = signed_in.get(f"/chat/{opened.pk}/").content.decode()
+    assert titles(page) == newest_first[:50]
+    assert active_title(page) is None
+    rows = signed_in.get(older_url(page)).content.decode()
+    assert titles(rows) == newest_first[50:100]
+    assert active_title(rows) == newest_first[79]
+
+
+def test_the_list_refuses_a_made_up_place_in_it(signed_in: Client, user: User) -> None:
+    make_conversation(user, title="Only")
+    for before in ["nonsense", "1-2-3", "99999999999999999999999-1"]:
+        response = signed_in.get("/chat/list/", {"before": before})
+        assert response.status_code == 400
+        assert response.content.decode() == "That place in the list does not exist."
+    assert Client().get("/chat/list/").status_code == 302  # signed out: to the sign-in page
+
+
 @pytest.mark.parametrize("pk", [7, 12345])
 def test_each_row_links_where_the_urls_say_even_with_thousands_separators(
     signed_in: Client, user: User, pk: int, settings: Any

@@ -181,6 +181,39 @@ def contrast(ink: list[float], background: list[float], opacity: float = 1) -> f
     return (lighter + 0.05) / (darker + 0.05)
 
 
+def test_show_older_brings_the_next_conversations_under_the_typed_filter(
+    page: Page, stack: str
+) -> None:
+    user = connect_user(make_user("older@example.com"))
+    for i in range(60):
+        make_conversation(user, title=f"{'Whales' if i % 2 else 'Plankton'} {i}")
+    sign_in(page, stack, user.email)
+    page.goto(f"{stack}/chat/")
+    rows = page.locator("#conversation-list .conversation-item")
+    expect(rows).to_have_count(50)
+    page.fill("#conversation-search", "plankton")  # the filter as typed holds for rows to come
+    older = page.get_by_role("button", name="Show older conversations")
+    older.click()
+    expect(rows).to_have_count(60)
+    expect(older).to_have_count(0)  # the end of the list
+    shown = page.locator("#conversation-list .conversation-item:not([hidden]) .conversation-title")
+    expect(shown).to_have_count(30)
+    assert all(title.startswith("Plankton") for title in shown.all_inner_texts())
+    # Focus went on to the first row brought, not lost with the button: the oldest of them.
+    expect(page.locator(":focus")).to_have_text(re.compile(r"\bPlankton 8\b"))
+    # Each row brought has its own working menu.
+    page.locator(".conversation-item", has_text="Plankton 0").locator("summary").click()
+    page.locator(".conversation-item", has_text="Plankton 0").locator("input[name=title]").fill(
+        "Krill"
+    )
+    page.locator(".conversation-item", has_text="Plankton 0").get_by_role(
+        "button", name="Rename"
+    ).click()
+    expect(page).to_have_url(re.compile(r"/chat/\d+/$"))  # the renamed one, opened
+    expect(page.locator("#chat-title")).to_have_text("Krill")
+    expect(page.locator(".conversation-item.active")).to_contain_text("Krill")  # its place kept
+
+
 def test_each_conversations_menu_button_is_visible_enough_and_shows_focus(
     page: Page, stack: str
 ) -> None:

@@ -304,7 +304,7 @@ function start(app) {
       const list = document.getElementById("conversation-list");
       list.querySelector(`[data-conversation-id="${frame.conversation}"]`)?.remove();
       const searched = document.getElementById("search-summary"); // its own words for none
-      if (!searched && !list.querySelector(".conversation-item, .conversation-none:not([hidden])")) {
+      if (!searched && !list.querySelector(".conversation-item, .conversation-more, .conversation-none:not([hidden])")) {
         const none = document.createElement("li");
         none.className = "muted small conversation-none";
         none.textContent = "No conversations yet.";
@@ -562,11 +562,7 @@ function start(app) {
     const words = search.value.trim().toLowerCase();
     // "N results for …" is of the search sent; a different text is not searched yet.
     if (searchSummary) searchSummary.hidden = search.value.trim() !== searchSummary.dataset.query.trim();
-    let shown = 0;
-    for (const item of document.querySelectorAll("#conversation-list [data-title]")) {
-      item.hidden = Boolean(words) && !item.dataset.title.includes(words);
-      if (!item.hidden) shown += 1;
-    }
+    const shown = filterByTitle();
     // Said, not an empty list; Enter asks the server, which reads the messages too.
     let none = document.getElementById("conversation-none-live");
     if (!none) {
@@ -581,6 +577,43 @@ function start(app) {
     none.hidden = shown > 0 || !words;
     none.textContent = `No conversation titled like “${search.value.trim()}”. Press Enter to search the messages too.`;
   });
+  /** Shows only the rows whose title holds what the search box says; returns how many. */
+  function filterByTitle() {
+    const words = search?.value.trim().toLowerCase();
+    let shown = 0;
+    for (const item of document.querySelectorAll("#conversation-list [data-title]")) {
+      item.hidden = Boolean(words) && !item.dataset.title.includes(words);
+      if (!item.hidden) shown += 1;
+    }
+    return shown;
+  }
+
+  // "Show older": the next rows as the server renders them (chat:list), after the last one.
+  document.getElementById("conversation-list").addEventListener("click", async (event) => {
+    const button = event.target.closest("[data-older]");
+    if (!button || button.disabled) return;
+    button.disabled = true;
+    const rows = document.createElement("template");
+    try {
+      const response = await fetch(button.dataset.older, { headers: { Accept: "text/html" } });
+      if (!response.ok) throw new Error(response.statusText);
+      rows.innerHTML = await response.text();
+    } catch {
+      button.textContent = "Could not load them. Try again";
+      button.disabled = false;
+      return;
+    }
+    const more = button.closest("li");
+    const list = more.parentElement;
+    const added = [...rows.content.children].filter(
+      (row) => !row.dataset.conversationId || !list.querySelector(`[data-conversation-id="${row.dataset.conversationId}"]`),
+    );
+    more.replaceWith(...added);
+    filterByTitle();
+    // The button is gone: keyboard focus goes on to the first row it brought.
+    added.find((row) => !row.hidden)?.querySelector("a, button")?.focus();
+  });
+
   // At phone width the list is a drawer: ☰ opens it; ✕, Escape or a tap beside it closes it.
   const toggle = document.querySelector(".sidebar-toggle");
   const sidebar = document.getElementById("chat-sidebar");
