@@ -1,11 +1,13 @@
-"""The chat page in Chromium: a conversation open in two tabs, message search, the list's menus."""
+"""The chat page in Chromium: a conversation open in two tabs, a send whose connection drops,
+message search, the list and its menus."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from playwright.sync_api import Locator, Page, expect
+import pytest
+from playwright.sync_api import Locator, Page, WebSocketRoute, expect
 
 from chat.models import Conversation, Message
 from tests.chat.conftest import add_message, make_conversation
@@ -102,6 +104,87 @@ def test_a_draft_outlives_reloads_and_goes_once_sent(page: Page, stack: str) -> 
     page.reload()
     expect(box).to_have_value("")
     page.click(".new-chat")
+    expect(box).to_have_value("")
+
+
+def drop_the_connection_at_the_next_send(page: Page, *, deliver: bool) -> None:
+    """The page's chat socket goes through this: at the next ``send`` frame the connection
+    drops, after the frame reached the server (``deliver``) or before; the server's reply (its
+    ``started``) never reaches the page. The page's next connection is let through."""
+    dropped = False
+
+    def route(ws: WebSocketRoute) -> None:
+        nonlocal dropped
+        if dropped:
+            ws.connect_to_server()  # the reconnection: as it is
+            return
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            nonlocal dropped
+            if not dropped and '"type":"send"' in str(message).replace(" ", ""):
+                dropped = True
+                if deliver:
+                    server.send(message)
+                ws.close(code=4000, reason="dropped")
+                return
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    page.route_web_socket(re.compile(r"/ws/chat/"), route)
+
+
+@pytest.mark.parametrize("deliver", [True, False], ids=["reached-the-server", "lost"])
+def test_a_prompt_whose_connection_drops_as_it_is_sent_shows_once_or_comes_back(
+    page: Page, stack: str, deliver: bool
+) -> None:
+    user = connect_user(make_user(f"dropped-{str(deliver).lower()}@example.com"))
+    conversation = make_conversation(user, title="Tides")
+    add_message(conversation, Message.Role.USER, "Tell me about tides")
+    add_message(conversation, Message.Role.ASSISTANT, "The moon pulls the sea.")
+    sign_in(page, stack, user.email)
+    drop_the_connection_at_the_next_send(page, deliver=deliver)
+    page.goto(f"{stack}/chat/{conversation.pk}/")
+    box = page.locator("#composer-text")
+    expect(page.locator("#send-button")).to_be_enabled()
+    box.fill("And the sun?")
+    box.press("Enter")
+    prompts = page.locator(".msg-user", has_text="And the sun?")
+    if deliver:
+        expect(prompts).to_have_count(1)  # from the snapshot once reconnected
+        expect(page.locator(".msg-assistant")).to_have_count(2)  # its answer, streaming or done
+        expect(page.locator("#composer-error")).to_be_hidden()
+        expect(box).to_have_value("")
+        page.reload()  # and no draft of it left to send twice
+        expect(prompts).to_have_count(1)
+        expect(box).to_have_value("")
+    else:
+        expect(page.locator("#composer-error")).to_have_text(
+            "The connection dropped before your message was sent: "
+            "it is back in the box to send again."
+        )
+        expect(box).to_have_value("And the sun?")
+        expect(prompts).to_have_count(0)
+        page.reload()
+        expect(box).to_have_value("And the sun?")
+
+
+def test_a_new_chats_first_prompt_whose_connection_drops_opens_its_conversation(
+    page: Page, stack: str
+) -> None:
+    user = connect_user(make_user("dropped-new@example.com"))
+    sign_in(page, stack, user.email)
+    drop_the_connection_at_the_next_send(page, deliver=True)
+    page.goto(f"{stack}/chat/")
+    box = page.locator("#composer-text")
+    expect(page.locator("#send-button")).to_be_enabled()
+    box.fill("Why is the sea salty? Asked on a boat")
+    box.press("Enter")
+    expect(page).to_have_url(re.compile(r"/chat/\d+/$"))
+    expect(page.locator(".msg-user", has_text="Why is the sea salty?")).to_have_count(1)
+    expect(box).to_have_value("")
+    page.goto(f"{stack}/chat/")  # the new chat's draft went with it
     expect(box).to_have_value("")
 
 

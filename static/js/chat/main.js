@@ -29,7 +29,7 @@ function start(app) {
     model: app.dataset.model,
     modelChosen: false, // a pick on this page is sent with the next prompt
     entries: new Map(), // message id → entry
-    pending: null, // {ref, text} of a prompt sent and not yet started
+    pending: null, // {ref, text, slot, dropped} of a prompt sent and not yet started
     following: true,
     deleted: false, // the conversation was deleted elsewhere (a ``deleted`` frame)
   };
@@ -240,8 +240,14 @@ function start(app) {
   const handlers = {
     snapshot(frame) {
       upsert(frame.message);
+      const { role, text } = frame.message;
+      if (state.pending?.dropped && role === "user" && text.trim() === state.pending.text.trim()) {
+        pendingSent(); // it reached the server before the connection dropped
+      }
     },
-    subscribed() {},
+    subscribed() {
+      if (state.pending?.dropped) pendingBack(NOT_SENT);
+    },
     started(frame) {
       if (frame.replaces) remove(frame.replaces);
       if (!state.conversation) becomeConversation(frame.conversation);
@@ -255,12 +261,7 @@ function start(app) {
       upsert(frame.message);
       state.following = true;
       followIfFollowing();
-      if (state.pending) {
-        // Sent: its draft goes; what was typed since, if anything, is the next one.
-        if (state.pending.slot !== draftSlot()) drafts.write(state.pending.slot, "");
-        keepDraft();
-        state.pending = null;
-      }
+      if (state.pending) pendingSent();
     },
     delta(frame) {
       const entry = state.entries.get(frame.message);
@@ -277,12 +278,8 @@ function start(app) {
       paint(entry);
     },
     error(frame) {
-      if (state.pending && frame.ref === state.pending.ref) {
-        composer.restore(state.pending.text); // nothing the user typed is lost
-        keepDraft();
-        state.pending = null;
-      }
-      showError(frame.message);
+      if (state.pending && frame.ref === state.pending.ref) pendingBack(frame.message);
+      else showError(frame.message);
     },
     deleted(frame) {
       if (frame.conversation !== state.conversation) return;
@@ -385,7 +382,10 @@ function start(app) {
   // --- talking to the server ----------------------------------------------------------------
 
   function subscribe() {
-    if (!state.conversation) return;
+    if (!state.conversation) {
+      if (state.pending?.dropped) findDroppedConversation();
+      return;
+    }
     // Ask again for everything that may have changed while away: each streaming message, and
     // anything newer than the newest message shown.
     const ids = [...state.entries.keys()];
@@ -405,6 +405,9 @@ function start(app) {
     onOpen: subscribe,
     onFrame,
     onStatus(value) {
+      // A prompt sent and not yet started may or may not have reached the server: the
+      // conversation's messages say which once reconnected (``subscribed``).
+      if (value === "reconnecting" && state.pending) state.pending.dropped = true;
       status.textContent = STATUS_TEXT[value] ?? "";
       sendButton.disabled = !connected || value !== "open" || state.deleted;
     },
@@ -443,6 +446,47 @@ function start(app) {
     state.pending = { ref, text, slot: draftSlot() };
     return true;
   });
+
+  const NOT_SENT = "The connection dropped before your message was sent: it is back in the box to send again.";
+
+  /** The prompt sent went through: its draft goes; what was typed since, if anything, is the next one. */
+  function pendingSent() {
+    if (state.pending.slot !== draftSlot()) drafts.write(state.pending.slot, "");
+    keepDraft();
+    state.pending = null;
+  }
+
+  /** The prompt sent was refused or lost: its text goes back in the box, nothing typed is lost. */
+  function pendingBack(message) {
+    composer.restore(state.pending.text);
+    keepDraft();
+    state.pending = null;
+    showError(message);
+  }
+
+  /** A new chat's first prompt, its connection dropped before it started: if the list now has
+   * a conversation titled by it (chat.services.conversation_title_from: its first line, cut
+   * short), it went through, and that conversation opens; otherwise the text is back. */
+  async function findDroppedConversation() {
+    const pending = state.pending;
+    const rows = document.createElement("template");
+    try {
+      const response = await fetch(app.dataset.listUrl, { headers: { Accept: "text/html" } });
+      if (response.ok) rows.innerHTML = await response.text();
+    } catch {} // offline again: the text goes back
+    if (state.pending !== pending) return;
+    const line = pending.text.trim().split("\n", 1)[0].replace(/\s+/g, " ").toLowerCase();
+    const known = (id) => document.querySelector(`#conversation-list [data-conversation-id="${id}"]`);
+    const ours = [...rows.content.querySelectorAll("[data-conversation-id]")].find(
+      (row) => !known(row.dataset.conversationId) && line.startsWith(row.dataset.title.replace(/…$/, "")),
+    );
+    if (!ours) {
+      pendingBack(NOT_SENT);
+      return;
+    }
+    pendingSent();
+    location.assign(ours.querySelector("a").href);
+  }
 
   const drafts = draftStore(`switchboard:draft:${app.dataset.user}:`);
   const draftSlot = () => state.conversation ?? "new";
