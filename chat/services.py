@@ -403,6 +403,47 @@ def message_for(*, user: User, message_id: int) -> Message:
     return _message_of(user=user, message_id=message_id)
 
 
+MESSAGES_SHOWN = 50
+MESSAGES_DOWN_TO = 500  # how far back a page shows to reach a search's first match
+
+
+class MessagePage(NamedTuple):
+    messages: list[Message]  # oldest first
+    earlier: int | None  # "Show earlier" asks for the messages before this id; None at the start
+
+
+def messages_page(
+    *,
+    conversation: Conversation,
+    before: int | None = None,
+    words: str = "",
+    size: int = MESSAGES_SHOWN,
+) -> MessagePage:
+    """The conversation's latest messages, or those just ``before`` a message; a page opened
+    from a search (``words``) shows from the first message holding them, if that is within
+    ``MESSAGES_DOWN_TO`` of the end. Each message shown is rendered twice, by the template and
+    then by the page's Markdown, so a long conversation opens at its end and "Show earlier"
+    brings the rest (docs/benchmarks.md, "Pages")."""
+    messages = conversation.messages.all()
+    if before is not None:
+        messages = messages.filter(pk__lt=before)
+    newest_first = messages.order_by("-pk")
+    first_match = None
+    if words.strip():
+        matches = messages.filter(content__icontains=words.strip()).order_by("pk")
+        first_match = matches.values_list("pk", flat=True).first()
+    if first_match is None:
+        rows = list(newest_first[: size + 1])
+    else:
+        rows = list(newest_first[: MESSAGES_DOWN_TO + 1])
+        shown = [row.pk for row in rows[:MESSAGES_DOWN_TO]]
+        if first_match in shown:
+            size = max(size, shown.index(first_match) + 1)
+        rows = rows[: size + 1]
+    earlier = rows[size - 1].pk if len(rows) > size else None
+    return MessagePage(rows[:size][::-1], earlier)
+
+
 def messages_to_snapshot(*, conversation: Conversation, since: int | None) -> list[Message]:
     """What a tab (re)joining a conversation is sent: every message from ``since`` on, and
     every answer still streaming, with its text so far."""

@@ -47,6 +47,11 @@ def _page(
     if conversation is not None and settings_form is None:
         settings_form = ConversationSettingsForm(instance=conversation)
     listed = services.conversations_page(user=request.user, query=query, through=conversation)
+    shown = (
+        services.messages_page(conversation=conversation, words=query)
+        if conversation is not None
+        else services.MessagePage([], None)
+    )
     context = {
         "conversation": conversation,
         "conversations": listed.conversations,
@@ -59,7 +64,8 @@ def _page(
         ),
         "query": query,
         "open_pk": conversation.pk if conversation else None,
-        "chat_messages": conversation.messages.all() if conversation else [],
+        "chat_messages": shown.messages,
+        "earlier": shown.earlier,
         "model": conversation.model if conversation else request.user.default_model,
         "connected": OpenRouterKey.objects.filter(user=request.user).exists(),
         "settings_form": settings_form,
@@ -95,6 +101,22 @@ def _search_words(request: HttpRequest) -> str:
     """The list's search (``?q=``). PostgreSQL cannot hold or compare NUL: a search for it
     simply finds nothing else."""
     return request.GET.get("q", "").replace("\x00", "")[:200]
+
+
+@login_required
+def conversation_messages(request: AuthedRequest, conversation_id: int) -> HttpResponse:
+    """The messages just before ``?before=`` (the log's "Show earlier" fetches them)."""
+    conversation = _own(request, conversation_id)
+    before = request.GET.get("before", "")
+    if not before.isdigit():
+        return HttpResponse("Say which message to show the ones before.", status=400)
+    shown = services.messages_page(conversation=conversation, before=int(before))
+    context = {
+        "conversation": conversation,
+        "chat_messages": shown.messages,
+        "earlier": shown.earlier,
+    }
+    return render(request, "chat/_messages.html", context)
 
 
 def _own(request: AuthedRequest, conversation_id: int) -> Conversation:

@@ -164,6 +164,58 @@ def test_the_list_refuses_a_made_up_place_in_it(signed_in: Client, user: User) -
     assert Client().get("/chat/list/").status_code == 302  # signed out: to the sign-in page
 
 
+def message_ids(html: str) -> list[int]:
+    return [int(pk) for pk in re.findall(r'data-message-id="(\d+)"', html)]
+
+
+def earlier_url(html: str) -> str:
+    found = re.search(r'data-earlier="([^"]*)"', html)
+    return found.group(1).replace("&amp;", "&") if found else ""
+
+
+def test_a_long_conversation_opens_at_its_end_and_shows_earlier_messages_page_by_page(
+    signed_in: Client, user: User, other_user: User
+) -> None:
+    conversation = make_conversation(user)
+    ids = [add_message(conversation, Message.Role.USER, f"Message {i}").pk for i in range(120)]
+    page = signed_in.get(f"/chat/{conversation.pk}/").content.decode()
+    assert message_ids(page) == ids[-50:]
+    assert "Show earlier messages" in page
+    seen, url = message_ids(page), earlier_url(page)
+    while url:
+        response = signed_in.get(url)
+        assert response.status_code == 200
+        earlier = message_ids(response.content.decode())
+        seen = earlier + seen
+        url = earlier_url(response.content.decode())
+    assert seen == ids  # every message once, in order; the first page has no button
+    # Another user's conversation is not found; a request without a place is refused.
+    other = Client()
+    other.force_login(other_user)
+    assert other.get(f"/chat/{conversation.pk}/messages/", {"before": ids[-1]}).status_code == 404
+    response = signed_in.get(f"/chat/{conversation.pk}/messages/", {"before": "x"})
+    assert response.status_code == 400
+    # A short conversation has no button.
+    short = make_conversation(user)
+    add_message(short, Message.Role.USER, "Hello")
+    assert earlier_url(signed_in.get(f"/chat/{short.pk}/").content.decode()) == ""
+
+
+def test_a_conversation_opened_from_a_search_shows_from_its_first_match(
+    signed_in: Client, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversation = make_conversation(user)
+    ids = [add_message(conversation, Message.Role.USER, f"Message {i}").pk for i in range(120)]
+    Message.objects.filter(pk__in=[ids[30], ids[70]]).update(content="About a BARNACLE")
+    page = signed_in.get(f"/chat/{conversation.pk}/", {"q": "barnacle"}).content.decode()
+    assert message_ids(page) == ids[30:]
+    assert message_ids(signed_in.get(earlier_url(page)).content.decode()) == ids[:30]
+    # Too far back: the latest fifty, as without a search.
+    monkeypatch.setattr(services, "MESSAGES_DOWN_TO", 60)
+    page = signed_in.get(f"/chat/{conversation.pk}/", {"q": "barnacle"}).content.decode()
+    assert message_ids(page) == ids[-50:]
+
+
 @pytest.mark.parametrize("pk", [7, 12345])
 def test_each_row_links_where_the_urls_say_even_with_thousands_separators(
     signed_in: Client, user: User, pk: int, settings: Any

@@ -297,6 +297,36 @@ def test_show_older_brings_the_next_conversations_under_the_typed_filter(
     expect(page.locator(".conversation-item.active")).to_contain_text("Krill")  # its place kept
 
 
+def test_show_earlier_messages_puts_them_above_and_keeps_the_view_where_it_was(
+    page: Page, stack: str
+) -> None:
+    user = connect_user(make_user("earlier@example.com"))
+    conversation = make_conversation(user, title="Long one")
+    add_message(conversation, Message.Role.USER, "The very first question")
+    add_message(conversation, Message.Role.ASSISTANT, "An answer with **bold** words.")
+    for turn in range(34):
+        add_message(conversation, Message.Role.USER, f"Question {turn}")
+        add_message(conversation, Message.Role.ASSISTANT, f"Answer {turn}")
+    sign_in(page, stack, user.email)
+    page.goto(f"{stack}/chat/{conversation.pk}/")
+    messages = page.locator("#chat-log .msg")
+    expect(messages).to_have_count(50)
+    earlier = page.get_by_role("button", name="Show earlier messages")
+    earlier.scroll_into_view_if_needed()
+    first = page.locator(f'[data-message-id="{messages.first.get_attribute("data-message-id")}"]')
+    top = first.bounding_box()
+    assert top is not None
+    earlier.click()
+    expect(messages).to_have_count(70)
+    expect(earlier).to_have_count(0)  # the conversation's start
+    moved = first.bounding_box()
+    assert moved is not None and abs(moved["y"] - top["y"]) < 2  # what was in view stays put
+    # Rendered as the page renders messages: Markdown, and the answers' actions.
+    expect(messages.first).to_have_text("The very first question")
+    expect(messages.nth(1).locator(".message-body strong")).to_have_text("bold")
+    expect(page.locator(":focus")).to_have_text("The very first question")
+
+
 def test_each_conversations_menu_button_is_visible_enough_and_shows_focus(
     page: Page, stack: str
 ) -> None:

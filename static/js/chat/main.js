@@ -504,6 +504,10 @@ function start(app) {
   log.addEventListener("click", async (event) => {
     const target = event.target.closest("button");
     if (!target) return;
+    if (target.dataset.earlier) {
+      showEarlier(target);
+      return;
+    }
     const article = target.closest(".msg");
     const entry = article && state.entries.get(Number(article.dataset.messageId));
     if (target.classList.contains("copy-code")) {
@@ -561,6 +565,36 @@ function start(app) {
     const response = await fetch(url, { method: "POST", body, headers: { "X-CSRFToken": token } });
     if (response.ok) state.modelChosen = false; // stored: the next prompt need not carry it
     else showError("Could not save the model choice; it will be sent with your next message.");
+  }
+
+  /** "Show earlier messages": the ones before those shown, as the server renders them
+   * (chat:messages), put above with what was in view kept where it was. */
+  async function showEarlier(button) {
+    if (button.disabled) return;
+    button.disabled = true;
+    const earlier = document.createElement("template");
+    try {
+      const response = await fetch(button.dataset.earlier, { headers: { Accept: "text/html" } });
+      if (!response.ok) throw new Error(response.statusText);
+      earlier.innerHTML = await response.text();
+    } catch {
+      button.textContent = "Could not load them. Try again";
+      button.disabled = false;
+      return;
+    }
+    const anchor = log.querySelector(".msg");
+    const top = anchor?.getBoundingClientRect().top ?? 0;
+    const added = [...earlier.content.children].filter(
+      (el) => !el.dataset.messageId || !state.entries.has(Number(el.dataset.messageId)),
+    );
+    button.closest(".earlier-messages").replaceWith(...added);
+    for (const article of added.filter((el) => el.matches(".msg"))) adopt(article);
+    state.following = false; // reading back: new text must not pull the view down
+    if (anchor) log.scrollTop += anchor.getBoundingClientRect().top - top;
+    // The button is gone: focus goes to the next one, or to the first message brought.
+    const next = log.querySelector("[data-earlier]") ?? added.find((el) => el.matches(".msg"));
+    if (next && !next.matches("button")) next.tabIndex = -1;
+    next?.focus({ preventScroll: true });
   }
 
   // --- sidebar ------------------------------------------------------------------------------
