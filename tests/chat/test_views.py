@@ -76,7 +76,7 @@ def active_title(html: str) -> str | None:
 
 def older_url(html: str) -> str:
     """Where the list's "Show older" button fetches the next rows ("" when it is not there)."""
-    found = re.search(r'data-older="([^"]*)"', html)
+    found = re.search(r'data-older data-url="([^"]*)"', html)
     return found.group(1).replace("&amp;", "&") if found else ""
 
 
@@ -169,7 +169,7 @@ def message_ids(html: str) -> list[int]:
 
 
 def earlier_url(html: str) -> str:
-    found = re.search(r'data-earlier="([^"]*)"', html)
+    found = re.search(r'data-earlier data-url="([^"]*)"', html)
     return found.group(1).replace("&amp;", "&") if found else ""
 
 

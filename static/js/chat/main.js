@@ -13,6 +13,31 @@ const FOLLOW_SLACK_PX = 48; // "at the bottom" allows for a little rounding and 
 const app = document.getElementById("chat-app");
 if (app) start(app);
 
+/** The HTML at `url` as elements (a fragment), or null when it could not be had. */
+async function fetchFragment(url) {
+  try {
+    const response = await fetch(url, { headers: { Accept: "text/html" } });
+    if (!response.ok) return null;
+    const template = document.createElement("template");
+    template.innerHTML = await response.text();
+    return template.content;
+  } catch {
+    return null; // offline for a moment
+  }
+}
+
+/** A "Show older/earlier" button's next rows (from its data-url), or null, said on the button. */
+async function fetchMore(button) {
+  if (button.disabled) return null;
+  button.disabled = true;
+  const rows = await fetchFragment(button.dataset.url);
+  if (!rows) {
+    button.textContent = "Could not load them. Try again";
+    button.disabled = false;
+  }
+  return rows;
+}
+
 function start(app) {
   const log = document.getElementById("chat-log");
   const composerForm = document.getElementById("composer");
@@ -334,14 +359,8 @@ function start(app) {
   // The row added above has no menu yet, and the header no Settings: take both from the
   // conversation's page, as the server renders them on a reload (its forms, its token).
   async function adoptServerParts(id, url) {
-    let page;
-    try {
-      const response = await fetch(url, { headers: { Accept: "text/html" } });
-      if (!response.ok) return;
-      page = new DOMParser().parseFromString(await response.text(), "text/html");
-    } catch {
-      return; // offline for a moment: a reload brings them
-    }
+    const page = await fetchFragment(url);
+    if (!page) return; // a reload brings them
     const selector = `#conversation-list [data-conversation-id="${id}"]`;
     const row = page.querySelector(selector);
     if (row) document.querySelector(selector)?.replaceWith(document.adoptNode(row));
@@ -469,15 +488,11 @@ function start(app) {
    * short), it went through, and that conversation opens; otherwise the text is back. */
   async function findDroppedConversation() {
     const pending = state.pending;
-    const rows = document.createElement("template");
-    try {
-      const response = await fetch(app.dataset.listUrl, { headers: { Accept: "text/html" } });
-      if (response.ok) rows.innerHTML = await response.text();
-    } catch {} // offline again: the text goes back
+    const rows = (await fetchFragment(app.dataset.listUrl)) ?? new DocumentFragment();
     if (state.pending !== pending) return;
     const line = pending.text.trim().split("\n", 1)[0].replace(/\s+/g, " ").toLowerCase();
     const known = (id) => document.querySelector(`#conversation-list [data-conversation-id="${id}"]`);
-    const ours = [...rows.content.querySelectorAll("[data-conversation-id]")].find(
+    const ours = [...rows.querySelectorAll("[data-conversation-id]")].find(
       (row) => !known(row.dataset.conversationId) && line.startsWith(row.dataset.title.replace(/…$/, "")),
     );
     if (!ours) {
@@ -504,7 +519,7 @@ function start(app) {
   log.addEventListener("click", async (event) => {
     const target = event.target.closest("button");
     if (!target) return;
-    if (target.dataset.earlier) {
+    if (target.hasAttribute("data-earlier")) {
       showEarlier(target);
       return;
     }
@@ -570,21 +585,11 @@ function start(app) {
   /** "Show earlier messages": the ones before those shown, as the server renders them
    * (chat:messages), put above with what was in view kept where it was. */
   async function showEarlier(button) {
-    if (button.disabled) return;
-    button.disabled = true;
-    const earlier = document.createElement("template");
-    try {
-      const response = await fetch(button.dataset.earlier, { headers: { Accept: "text/html" } });
-      if (!response.ok) throw new Error(response.statusText);
-      earlier.innerHTML = await response.text();
-    } catch {
-      button.textContent = "Could not load them. Try again";
-      button.disabled = false;
-      return;
-    }
+    const earlier = await fetchMore(button);
+    if (!earlier) return;
     const anchor = log.querySelector(".msg");
     const top = anchor?.getBoundingClientRect().top ?? 0;
-    const added = [...earlier.content.children].filter(
+    const added = [...earlier.children].filter(
       (el) => !el.dataset.messageId || !state.entries.has(Number(el.dataset.messageId)),
     );
     button.closest(".earlier-messages").replaceWith(...added);
@@ -669,21 +674,11 @@ function start(app) {
   // "Show older": the next rows as the server renders them (chat:list), after the last one.
   document.getElementById("conversation-list").addEventListener("click", async (event) => {
     const button = event.target.closest("[data-older]");
-    if (!button || button.disabled) return;
-    button.disabled = true;
-    const rows = document.createElement("template");
-    try {
-      const response = await fetch(button.dataset.older, { headers: { Accept: "text/html" } });
-      if (!response.ok) throw new Error(response.statusText);
-      rows.innerHTML = await response.text();
-    } catch {
-      button.textContent = "Could not load them. Try again";
-      button.disabled = false;
-      return;
-    }
+    const rows = button && (await fetchMore(button));
+    if (!rows) return;
     const more = button.closest("li");
     const list = more.parentElement;
-    const added = [...rows.content.children].filter(
+    const added = [...rows.children].filter(
       (row) => !row.dataset.conversationId || !list.querySelector(`[data-conversation-id="${row.dataset.conversationId}"]`),
     );
     more.replaceWith(...added);
