@@ -105,12 +105,15 @@ def _search_words(request: HttpRequest) -> str:
 
 @login_required
 def conversation_messages(request: AuthedRequest, conversation_id: int) -> HttpResponse:
-    """The messages just before ``?before=`` (the log's "Show earlier" fetches them)."""
+    """The messages just before ``?before=`` (the log's "Show earlier" fetches them), or the
+    latest without it."""
     conversation = _own(request, conversation_id)
     before = request.GET.get("before", "")
-    if not before.isdigit():
-        return HttpResponse("Say which message to show the ones before.", status=400)
-    shown = services.messages_page(conversation=conversation, before=int(before))
+    if before and not before.isdigit():
+        return HttpResponse("That place in the conversation does not exist.", status=400)
+    shown = services.messages_page(
+        conversation=conversation, before=int(before) if before else None
+    )
     context = {
         "conversation": conversation,
         "chat_messages": shown.messages,

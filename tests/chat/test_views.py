@@ -195,6 +195,7 @@ def test_a_long_conversation_opens_at_its_end_and_shows_earlier_messages_page_by
     assert other.get(f"/chat/{conversation.pk}/messages/", {"before": ids[-1]}).status_code == 404
     response = signed_in.get(f"/chat/{conversation.pk}/messages/", {"before": "x"})
     assert response.status_code == 400
+    assert response.content.decode() == "That place in the conversation does not exist."
     # A short conversation has no button.
     short = make_conversation(user)
     add_message(short, Message.Role.USER, "Hello")

@@ -107,32 +107,47 @@ def test_a_draft_outlives_reloads_and_goes_once_sent(page: Page, stack: str) -> 
     expect(box).to_have_value("")
 
 
-def drop_the_connection_at_the_next_send(page: Page, *, deliver: bool) -> None:
-    """The page's chat socket goes through this: at the next ``send`` frame the connection
-    drops, after the frame reached the server (``deliver``) or before; the server's reply (its
-    ``started``) never reaches the page. The page's next connection is let through."""
-    dropped = False
+class DroppedAtSend:
+    """The page's chat socket goes through this. At the next ``send`` frame the server's
+    replies stop reaching the page, and the connection drops: before the frame reached the
+    server (``deliver=False``), or once the server has stored its prompt (``dropped()``). The
+    page's next connection is let through."""
 
-    def route(ws: WebSocketRoute) -> None:
-        nonlocal dropped
-        if dropped:
+    def __init__(self, page: Page, *, deliver: bool) -> None:
+        self.page, self.deliver, self.sent = page, deliver, False
+        self.route: WebSocketRoute | None = None
+        page.route_web_socket(re.compile(r"/ws/chat/"), self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        if self.sent:
             ws.connect_to_server()  # the reconnection: as it is
             return
+        self.route = ws
         server = ws.connect_to_server()
+        server.on_message(lambda message: None if self.sent else ws.send(message))
 
         def from_page(message: str | bytes) -> None:
-            nonlocal dropped
-            if not dropped and '"type":"send"' in str(message).replace(" ", ""):
-                dropped = True
-                if deliver:
-                    server.send(message)
-                ws.close(code=4000, reason="dropped")
+            if self.sent or '"type":"send"' not in str(message).replace(" ", ""):
+                server.send(message)
                 return
-            server.send(message)
+            self.sent = True
+            if self.deliver:
+                server.send(message)
+            else:
+                ws.close(code=4000, reason="dropped")
 
         ws.on_message(from_page)
 
-    page.route_web_socket(re.compile(r"/ws/chat/"), route)
+    def dropped(self, prompt: str) -> None:
+        """Once the server has ``prompt``, the page's connection drops."""
+        for _ in range(500):  # 10 s
+            if Message.objects.filter(role=Message.Role.USER, content=prompt).exists():
+                break
+            self.page.wait_for_timeout(20)
+        else:
+            raise AssertionError(f"the server never stored {prompt!r}")
+        assert self.route is not None
+        self.route.close(code=4000, reason="dropped")
 
 
 @pytest.mark.parametrize("deliver", [True, False], ids=["reached-the-server", "lost"])
@@ -144,12 +159,14 @@ def test_a_prompt_whose_connection_drops_as_it_is_sent_shows_once_or_comes_back(
     add_message(conversation, Message.Role.USER, "Tell me about tides")
     add_message(conversation, Message.Role.ASSISTANT, "The moon pulls the sea.")
     sign_in(page, stack, user.email)
-    drop_the_connection_at_the_next_send(page, deliver=deliver)
+    dropping = DroppedAtSend(page, deliver=deliver)
     page.goto(f"{stack}/chat/{conversation.pk}/")
     box = page.locator("#composer-text")
     expect(page.locator("#send-button")).to_be_enabled()
     box.fill("And the sun?")
     box.press("Enter")
+    if deliver:
+        dropping.dropped("And the sun?")
     prompts = page.locator(".msg-user", has_text="And the sun?")
     if deliver:
         expect(prompts).to_have_count(1)  # from the snapshot once reconnected
@@ -175,17 +192,69 @@ def test_a_new_chats_first_prompt_whose_connection_drops_opens_its_conversation(
 ) -> None:
     user = connect_user(make_user("dropped-new@example.com"))
     sign_in(page, stack, user.email)
-    drop_the_connection_at_the_next_send(page, deliver=True)
+    dropping = DroppedAtSend(page, deliver=True)
     page.goto(f"{stack}/chat/")
     box = page.locator("#composer-text")
     expect(page.locator("#send-button")).to_be_enabled()
     box.fill("Why is the sea salty? Asked on a boat")
     box.press("Enter")
+    dropping.dropped("Why is the sea salty? Asked on a boat")
     expect(page).to_have_url(re.compile(r"/chat/\d+/$"))
     expect(page.locator(".msg-user", has_text="Why is the sea salty?")).to_have_count(1)
     expect(box).to_have_value("")
     page.goto(f"{stack}/chat/")  # the new chat's draft went with it
     expect(box).to_have_value("")
+
+
+def test_the_view_follows_an_answer_to_its_end_and_the_keyboard_keeps_its_place(
+    page: Page, stack: str
+) -> None:
+    held: list[str | bytes] = []
+    holding = [True]
+    to_page: list[WebSocketRoute] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        """While ``holding``, an answer's end (``done``) is held back, so that it reaches the
+        page after the answer's text was painted, as over a slower network."""
+        server = ws.connect_to_server()
+        to_page.append(ws)
+        server.on_message(
+            lambda m: held.append(m) if holding[0] and '"done"' in str(m) else ws.send(m)
+        )
+
+    page.route_web_socket(re.compile(r"/ws/chat/"), route)
+    open_tides(page, stack, "follow@example.com")
+    log, box = page.locator("#chat-log"), page.locator("#composer-text")
+    expect(page.locator("#send-button")).to_be_enabled()
+    for turn in range(3):  # enough text to scroll
+        box.fill(f"Tell me more about tides, part {turn}")
+        box.press("Enter")
+        expect(page.locator("#stop-button")).to_be_visible()
+        while not held:
+            page.wait_for_timeout(50)
+        page.wait_for_timeout(200)  # the text painted, nothing more to come but the end
+        for frame in held:
+            to_page[-1].send(frame)
+        held.clear()
+        expect(page.locator(".msg-assistant").last).to_have_attribute("data-state", "complete")
+    holding[0] = False
+    # Ended: the answer's actions are in view at the bottom, and nothing says "Latest".
+    expect(
+        page.locator(".msg-assistant").last.get_by_role("button", name="Regenerate")
+    ).to_be_in_viewport()
+    at_bottom = "(log) => log.scrollHeight - log.scrollTop - log.clientHeight < 2"
+    assert log.evaluate(at_bottom)
+    expect(page.locator("#jump-latest")).to_be_hidden()
+    # Regenerate from the keyboard: the button goes with its answer, the focus to the prompt box.
+    page.locator(".msg-assistant").last.get_by_role("button", name="Regenerate").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#stop-button")).to_be_visible()
+    expect(box).to_be_focused()
+    # Stop from the keyboard: the button hides once the answer ends; the focus goes to the box.
+    page.locator("#stop-button").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg-assistant").last).to_have_attribute("data-state", "stopped")
+    expect(box).to_be_focused()
 
 
 def test_a_message_search_counts_its_results_and_opens_at_the_matching_message(

@@ -176,6 +176,7 @@ function start(app) {
       }
       if (actions.childElementCount) entry.el.append(actions);
     }
+    if (state.following) log.scrollTop = log.scrollHeight; // the actions added stay in view
   }
 
   /** The last prompt, edited in place: sent as an ``edit``, answered again. */
@@ -340,8 +341,27 @@ function start(app) {
     const handler = handlers[frame.type];
     if (!handler) return;
     if (frame.type !== "pong") lastNews = Date.now();
+    if (frame.type === "delta" || frame.type === "pong") {
+      handler(frame);
+      return;
+    }
+    const focused = document.activeElement;
+    const article = focused?.closest(".msg");
     handler(frame);
-    if (frame.type !== "delta" && frame.type !== "pong") refreshControls();
+    refreshControls();
+    keepFocus(focused, article);
+  }
+
+  /** A control that had the keyboard's focus and is now gone or hidden (Stop once the answer
+   * ended, Regenerate or an edit's Send once the new answer started): the same action on the
+   * same message takes it, or else the prompt box, not the top of the page. */
+  function keepFocus(focused, article) {
+    if (!focused || focused === document.body) return;
+    if (focused.isConnected && focused.checkVisibility()) return; // still there
+    if (document.activeElement !== focused && document.activeElement !== document.body) return;
+    const action = focused.dataset?.action;
+    const same = action && article?.isConnected ? article.querySelector(`.msg-actions [data-action="${action}"]`) : null;
+    (same ?? textarea).focus({ preventScroll: true });
   }
 
   function becomeConversation(conversation) {
@@ -557,6 +577,7 @@ function start(app) {
       showModel(model.id);
       state.modelChosen = true;
       if (state.conversation) rememberModel(model.id);
+      textarea.focus(); // chosen: what comes next is the prompt
     },
   });
 

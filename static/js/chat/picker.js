@@ -102,8 +102,8 @@ export function setupPicker({ dialog, button, current, onChoose }) {
     line.textContent = detail;
     choice.append(name, line);
     choice.addEventListener("click", () => {
+      dialog.close(); // first: closing gives focus back to the opener, onChoose may move it on
       chooser.onChoose({ id: model.id, name: model.id ? model.id : model.name });
-      dialog.close();
     });
     item.append(choice);
     return item;
