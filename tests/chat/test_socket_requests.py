@@ -534,6 +534,38 @@ def test_a_new_conversations_options_are_refused_with_every_reason_at_once() -> 
     assert "Temperature: " in refused.value.message and "Max tokens: " in refused.value.message
 
 
+@pytest.mark.parametrize(
+    "model", ["../../etc", "openai/../../x", "/gpt-4o", "gpt-4o", "a b", "openai/gpt-4o\n", 7]
+)
+async def test_a_malformed_model_id_is_refused_in_the_forms_words_and_nothing_is_stored(
+    tabs: Any, cookie: bytes, model: Any
+) -> None:
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hi", model=model, ref="send")
+    assert await tab.expect("error") == {
+        "type": "error",
+        "code": "bad_request",
+        "message": "A model id looks like openai/gpt-4o (blank: my OpenRouter default).",
+        "ref": "send",
+    }
+    assert await sync_to_async(Conversation.objects.count)() == 0
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "",
+        "openai/gpt-4o",
+        "meta-llama/llama-3.1-8b-instruct:free",
+        "~openai/gpt-latest",
+        "@preset/mine",
+    ],
+)
+def test_the_model_ids_openrouter_writes_are_taken(model: str) -> None:
+    request = protocol.parse({"type": "send", "conversation": None, "text": "hi", "model": model})
+    assert request == protocol.Send(None, "hi", model)
+
+
 async def test_a_new_conversation_keeps_its_model_and_options(tabs: Any, cookie: bytes) -> None:
     tab: Tab = await tabs(cookie)
     options = {"system_prompt": "Be brief.", "temperature": 0.3, "max_tokens": 12}
