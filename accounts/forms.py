@@ -1,7 +1,7 @@
 from django import forms
 
 from accounts.models import User
-from openrouter.catalogue import model_offered
+from openrouter.catalogue import model_id_validator, model_offered
 
 
 class PasteKeyForm(forms.Form):
@@ -27,9 +27,7 @@ class PreferencesForm(forms.ModelForm):
 
     def clean_default_model(self) -> str:
         value: str = self.cleaned_data["default_model"].strip()
-        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/@")
-        if value and not set(value) <= allowed:
-            raise forms.ValidationError("A model id looks like openai/gpt-4o or x/y:free.")
+        model_id_validator(value)
         # As in a conversation's settings: only a model being picked here is checked, against
         # OpenRouter's list (anything is taken while the list cannot be had).
         if value and "default_model" in self.changed_data and not model_offered(value):

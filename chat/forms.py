@@ -1,15 +1,9 @@
 from __future__ import annotations
 
 from django import forms
-from django.core.validators import RegexValidator
 
 from chat.models import Conversation
-from openrouter.catalogue import model_offered
-
-MODEL_ID_PATTERN = r"^[\w.:/~@+\-]{0,200}$"
-model_id_validator = RegexValidator(
-    MODEL_ID_PATTERN, "A model id looks like openai/gpt-4o (blank: my OpenRouter default)."
-)
+from openrouter.catalogue import model_id_validator, model_offered
 
 
 class ConversationOptionsForm(forms.ModelForm):

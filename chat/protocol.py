@@ -96,8 +96,9 @@ from typing import Any
 
 from django.conf import settings
 
-from chat.forms import MODEL_ID_PATTERN, ConversationOptionsForm
+from chat.forms import ConversationOptionsForm
 from chat.models import Conversation, Message
+from openrouter.catalogue import MODEL_ID_PATTERN, model_id_validator
 
 MODEL_ID = re.compile(MODEL_ID_PATTERN)
 OPTION_FIELDS = ("system_prompt", "temperature", "max_tokens")
@@ -215,7 +216,7 @@ def _send(frame: dict[str, Any]) -> Send:
     text = _text(frame)
     model = frame.get("model")
     if model is not None and (not isinstance(model, str) or not MODEL_ID.fullmatch(model)):
-        raise ChatError("bad_request", "'model' must be a model id such as openai/gpt-4o.")
+        raise ChatError("bad_request", str(model_id_validator.message))
     return Send(conversation, text, model, _options(frame.get("options")))
 
 

@@ -25,13 +25,14 @@ from django.core.cache.backends.redis import RedisCache
 from django.core.signals import setting_changed
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
+from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from accounts import key_cache
-from accounts.models import User
+from accounts.models import OpenRouterKey, User
 from accounts.services import NotConnected, api_key_for
 from chat import protocol
 from chat.models import Conversation, Message
@@ -182,6 +183,26 @@ def conversation_delete(*, conversation: Conversation) -> None:
         protocol.conversation_group(conversation_id),
         {"type": "chat.deleted", "frame": protocol.deleted_frame(conversation_id)},
     )
+
+
+def answers_stop_for_user(*, user_id: int) -> None:
+    """Stop every answer of the user's still streaming, wherever it runs: each writer is asked
+    as a tab's Stop asks it, and the tabs are told ``done`` (``stopped``, the text kept)."""
+    streaming = Message.objects.filter(
+        conversation__user_id=user_id, state=Message.State.STREAMING
+    ).values_list("pk", "writer")
+    for message_id, writer in streaming:
+        relay_stop_request(writer=writer, message_id=message_id)
+
+
+@receiver(post_delete, sender=OpenRouterKey)
+def _key_deleted(instance: OpenRouterKey, using: str, **kwargs: Any) -> None:
+    """A key deleted (disconnected, revoked by staff) is no longer the user's to spend: the
+    answers streaming on it stop once the deletion commits. A key replaced (``api_key_store``,
+    a reconnect) stops nothing: the old one was still the user's, and an answer under way is
+    not worth losing to a reconnect."""
+    user_id = instance.user_id
+    transaction.on_commit(lambda: answers_stop_for_user(user_id=user_id), using=using, robust=True)
 
 
 # --- sending and answering --------------------------------------------------------------------

@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.cache import cache
+from django.core.validators import RegexValidator
 
 from openrouter import client
 from openrouter.errors import OpenRouterError
@@ -63,6 +64,17 @@ def models_catalogue(*, output: str = "text", wait: bool = True) -> Catalogue:
         _refresh_in_background()
     models = [entry for entry in cached["models"] if output in entry["outputs"]]
     return Catalogue(models=models, fetched_at=cached["fetched_at"], refreshing=False)
+
+
+# A chat model id as OpenRouter writes them: author/slug, a variant after a colon (…:free), a
+# leading ~ (an alias) or @ (@preset/…); "" asks for the account's default. Checked where an id
+# comes in (forms, the picker, the websocket), so nothing else is ever stored.
+MODEL_ID_PATTERN = (
+    r"^(?=.{0,200}\Z)(?:[~@]?[A-Za-z0-9][A-Za-z0-9._\-]*/[A-Za-z0-9][A-Za-z0-9._\-:]*)?\Z"
+)
+model_id_validator = RegexValidator(
+    MODEL_ID_PATTERN, "A model id looks like openai/gpt-4o (blank: my OpenRouter default)."
+)
 
 
 def model_offered(model: str, *, output: str = "text") -> bool:

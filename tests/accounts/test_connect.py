@@ -175,9 +175,12 @@ def test_connect_needs_a_signed_in_user(client: Client) -> None:
 
 def test_a_default_model_openrouter_does_not_list_is_refused(me: Client, user: User) -> None:
     """Every new chat would fail with it (the sandbox lists its models like OpenRouter)."""
-    response = me.post("/account/", {"default_model": "gpt-5-ultra"})
+    response = me.post("/account/", {"default_model": "openai/gpt-5-ultra"})
     assert response.status_code == 400  # refused, as every form of ours says it
-    assert "OpenRouter has no chat model “gpt-5-ultra”" in response.content.decode()
+    assert "OpenRouter has no chat model “openai/gpt-5-ultra”" in response.content.decode()
+    response = me.post("/account/", {"default_model": "../../etc"})
+    assert response.status_code == 400
+    assert "A model id looks like openai/gpt-4o" in response.content.decode()
     user.refresh_from_db()
     assert user.default_model == ""
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from accounts import crypto, key_cache
 from accounts.models import OpenRouterKey, User
-from accounts.services import api_key_delete
+from accounts.services import api_key_delete, api_key_store
 from chat import protocol, services, streams
 from chat.models import Conversation, Message
 from chat.tasks import sweep_streams
@@ -215,6 +215,41 @@ async def test_a_tab_left_open_cannot_send_once_the_account_is_disconnected(
         assert (await tab.expect("error"))["code"] == "not_connected"
     assert "request" not in order  # the old key never left
     assert await sync_to_async(Message.objects.count)() == 2
+
+
+async def test_disconnecting_stops_every_answer_still_streaming_on_the_key(
+    tabs: Any, cookie: bytes, connected_user: User
+) -> None:
+    """Each ends as a Stop ends it, its text so far kept, and the sandbox sees it cancelled."""
+    before = await sandbox_state()
+    answers = []
+    for _ in range(2):  # two tabs, two conversations
+        tab: Tab = await tabs(cookie)
+        await tab.send(type="send", conversation=None, text="hello", model="sandbox/slow")
+        answers.append((tab, await tab.follow(Answer(), lambda frame: frame["type"] == "delta")))
+
+    await sync_to_async(api_key_delete)(user=connected_user)  # the Account page's Disconnect
+    for tab, answer in answers:
+        assert (await tab.answer(into=answer)).state == "stopped"
+        stored = await sync_to_async(Message.objects.get)(pk=answer.message_id)
+        assert stored.state == Message.State.STOPPED
+        assert stored.content == answer.text != ""
+    await sandbox_streams_when(
+        lambda state: state["cancelled_streams"] == before["cancelled_streams"] + 2
+    )
+
+
+async def test_reconnecting_with_another_key_lets_an_answer_under_way_finish(
+    tabs: Any, cookie: bytes, connected_user: User
+) -> None:
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hello", model="sandbox/slow")
+    answer = await tab.follow(Answer(), lambda frame: frame["type"] == "delta")
+    await sync_to_async(api_key_store)(
+        user=connected_user, plain_key="sk-or-v1-" + "ef" * 32, source="oauth"
+    )
+    assert (await tab.answer(into=answer)).state == "complete"
+    assert answer.text == reply_text(model="sandbox/slow", prompt="hello")
 
 
 def cached_entry(user: User) -> bytes | None:
@@ -497,6 +532,38 @@ def test_a_new_conversations_options_are_refused_with_every_reason_at_once() -> 
         protocol.parse({**frame, "options": {"temperature": 5, "max_tokens": -3}})
     assert refused.value.code == "bad_request"
     assert "Temperature: " in refused.value.message and "Max tokens: " in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "model", ["../../etc", "openai/../../x", "/gpt-4o", "gpt-4o", "a b", "openai/gpt-4o\n", 7]
+)
+async def test_a_malformed_model_id_is_refused_in_the_forms_words_and_nothing_is_stored(
+    tabs: Any, cookie: bytes, model: Any
+) -> None:
+    tab: Tab = await tabs(cookie)
+    await tab.send(type="send", conversation=None, text="hi", model=model, ref="send")
+    assert await tab.expect("error") == {
+        "type": "error",
+        "code": "bad_request",
+        "message": "A model id looks like openai/gpt-4o (blank: my OpenRouter default).",
+        "ref": "send",
+    }
+    assert await sync_to_async(Conversation.objects.count)() == 0
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "",
+        "openai/gpt-4o",
+        "meta-llama/llama-3.1-8b-instruct:free",
+        "~openai/gpt-latest",
+        "@preset/mine",
+    ],
+)
+def test_the_model_ids_openrouter_writes_are_taken(model: str) -> None:
+    request = protocol.parse({"type": "send", "conversation": None, "text": "hi", "model": model})
+    assert request == protocol.Send(None, "hi", model)
 
 
 async def test_a_new_conversation_keeps_its_model_and_options(tabs: Any, cookie: bytes) -> None:

@@ -466,8 +466,10 @@ def test_the_picker_remembers_the_model_per_conversation(signed_in: Client, user
     assert response.json() == {"model": "", "label": "My OpenRouter default"}
     conversation.refresh_from_db()
     assert conversation.model == ""
-    bad = signed_in.post(f"/chat/{conversation.pk}/model/", {"model": "<script>"})
-    assert bad.status_code == 400
+    for bad in ("<script>", "../../etc"):
+        assert signed_in.post(f"/chat/{conversation.pk}/model/", {"model": bad}).status_code == 400
+    conversation.refresh_from_db()
+    assert conversation.model == ""
 
 
 def test_delete_removes_the_conversation_and_its_messages(signed_in: Client, user: User) -> None:
