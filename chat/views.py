@@ -4,12 +4,16 @@ user's conversation is a 404."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.http import AuthedRequest
@@ -64,6 +68,7 @@ def _page(
         ),
         "query": query,
         "open_pk": conversation.pk if conversation else None,
+        "back": _list_page_url(conversation.pk if conversation else None, query),
         "chat_messages": shown.messages,
         "earlier": shown.earlier,
         "model": conversation.model if conversation else request.user.default_model,
@@ -87,14 +92,32 @@ def conversation_list(request: AuthedRequest) -> HttpResponse:
         )
     except ChatError as error:
         return HttpResponse(error.message, status=400, content_type="text/plain")
+    open_pk = int(opened) if (opened := request.GET.get("open", "")).isdigit() else None
     context = {
         "conversations": listed.conversations,
         "older": listed.older,
         "query": query,
-        "open_pk": int(opened) if (opened := request.GET.get("open", "")).isdigit() else None,
+        "open_pk": open_pk,
+        "back": _list_page_url(open_pk, query),
         "more_page": True,
     }
     return render(request, "chat/_conversation_rows.html", context)
+
+
+def _list_page_url(open_pk: int | None, query: str) -> str:
+    """The page the list is on, its search kept: its rows' Rename and Delete come back to it."""
+    path = reverse("chat:conversation", args=[open_pk]) if open_pk else reverse("chat:index")
+    return f"{path}?{urlencode({'q': query})}" if query else path
+
+
+def _back(request: HttpRequest, default: str) -> str:
+    """The form's ``next``: a page of this site (never another's), else ``default``."""
+    back = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return back
+    return default
 
 
 def _search_words(request: HttpRequest) -> str:
@@ -135,7 +158,7 @@ def conversation_rename(request: AuthedRequest, conversation_id: int) -> HttpRes
         services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
     else:
         messages.error(request, "A title cannot be empty.")
-    return redirect("chat:conversation", conversation_id=conversation.pk)
+    return redirect(_back(request, reverse("chat:conversation", args=[conversation.pk])))
 
 
 @login_required
@@ -168,9 +191,13 @@ def conversation_model(request: AuthedRequest, conversation_id: int) -> HttpResp
 @require_POST
 def conversation_delete(request: AuthedRequest, conversation_id: int) -> HttpResponse:
     conversation = _own(request, conversation_id)
+    deleted_url = reverse("chat:conversation", args=[conversation.pk])
     services.conversation_delete(conversation=conversation)
     messages.success(request, f"Deleted “{conversation.title}”.")
-    return redirect("chat:index")
+    back = urlsplit(_back(request, reverse("chat:index")))
+    if back.path == deleted_url:  # it was open: a new chat, in the same search
+        back = back._replace(path=reverse("chat:index"))
+    return redirect(urlunsplit(back))
 
 
 @login_required

@@ -4,6 +4,7 @@ the picker's JSON, and model output that is never rendered as HTML by the server
 from __future__ import annotations
 
 import contextvars
+import html
 import json
 import re
 from datetime import timedelta
@@ -15,6 +16,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.http import urlencode
 
 from accounts.models import User
 from chat import services
@@ -479,6 +481,71 @@ def test_delete_removes_the_conversation_and_its_messages(signed_in: Client, use
     assert response.status_code == 302 and response["Location"] == "/chat/"
     assert not Conversation.objects.exists() and not Message.objects.exists()
     assert signed_in.get(f"/chat/{conversation.pk}/").status_code == 404
+
+
+def sent_back(page: str, action: str) -> str:
+    """The ``next`` that the page's form posting to ``action`` sends, as a browser sends it."""
+    form = page[page.index(f'action="{action}"') :].split("</form>", 1)[0]
+    found = re.search(r'name="next" value="([^"]*)"', form)
+    assert found, form
+    return html.unescape(found[1])
+
+
+@pytest.mark.parametrize("search", ["", "moon & sea"])
+def test_the_lists_rename_and_delete_leave_me_on_the_page_i_am_on(
+    signed_in: Client, user: User, search: str
+) -> None:
+    """Renaming or deleting another conversation from the list keeps the open one (or the new
+    chat) open, with the search; the rows "Show older" brings send the same."""
+    a = make_conversation(user, title="A moon & sea")
+    b = make_conversation(user, title="B moon & sea")
+    query = {"q": search} if search else {}
+    for page_url, opened in [(f"/chat/{a.pk}/", {"open": a.pk}), ("/chat/", {})]:
+        page = signed_in.get(page_url, query)
+        here = page_url + (f"?{urlencode(query)}" if search else "")
+        fragment = signed_in.get("/chat/list/", {**query, **opened})  # Show older's rows
+        for rows in (page.content.decode(), fragment.content.decode()):
+            back = sent_back(rows, f"/chat/{b.pk}/rename/")
+            renamed = signed_in.post(
+                f"/chat/{b.pk}/rename/", {"title": "B moon & sea!", "next": back}
+            )
+            assert renamed["Location"] == here
+            assert sent_back(rows, f"/chat/{b.pk}/delete/") == back
+    assert Conversation.objects.get(pk=b.pk).title == "B moon & sea!"
+    page = signed_in.get(f"/chat/{a.pk}/", query).content.decode()
+    deleted = signed_in.post(
+        f"/chat/{b.pk}/delete/", {"next": sent_back(page, f"/chat/{b.pk}/delete/")}
+    )
+    assert deleted["Location"] == f"/chat/{a.pk}/" + (f"?{urlencode(query)}" if search else "")
+    assert not Conversation.objects.filter(pk=b.pk).exists()
+    shown = signed_in.get(deleted["Location"]).content.decode()
+    assert "Deleted “B moon &amp; sea!”." in shown and 'aria-current="page"' in shown
+
+
+@pytest.mark.parametrize("form", ["list", "settings"])
+def test_deleting_the_open_conversation_opens_a_new_chat_in_the_same_search(
+    signed_in: Client, user: User, form: str
+) -> None:
+    a = make_conversation(user, title="Tides")
+    page = signed_in.get(f"/chat/{a.pk}/", {"q": "tide"}).content.decode()
+    if form == "settings":  # the Settings panel's Delete is the second form posting there
+        page = page[page.index('class="chat-settings"') :]
+    deleted = signed_in.post(
+        f"/chat/{a.pk}/delete/", {"next": sent_back(page, f"/chat/{a.pk}/delete/")}
+    )
+    assert deleted["Location"] == "/chat/?q=tide"
+    assert not Conversation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "next_url", ["https://evil.example/chat/", "//evil.example/", "http://testserver@evil.example/"]
+)
+def test_a_next_to_another_site_is_ignored(signed_in: Client, user: User, next_url: str) -> None:
+    a, b = make_conversation(user, title="A"), make_conversation(user, title="B")
+    renamed = signed_in.post(f"/chat/{b.pk}/rename/", {"title": "B2", "next": next_url})
+    assert renamed["Location"] == f"/chat/{b.pk}/"
+    deleted = signed_in.post(f"/chat/{a.pk}/delete/", {"next": next_url})
+    assert deleted["Location"] == "/chat/"
 
 
 def test_the_picker_gets_the_models_with_prices_per_million(signed_in: Client) -> None:

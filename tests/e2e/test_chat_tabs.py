@@ -358,12 +358,13 @@ def test_show_older_brings_the_next_conversations_under_the_typed_filter(
     page.locator(".conversation-item", has_text="Plankton 0").locator("input[name=title]").fill(
         "Krill"
     )
-    page.locator(".conversation-item", has_text="Plankton 0").get_by_role(
-        "button", name="Rename"
-    ).click()
-    expect(page).to_have_url(re.compile(r"/chat/\d+/$"))  # the renamed one, opened
-    expect(page.locator("#chat-title")).to_have_text("Krill")
-    expect(page.locator(".conversation-item.active")).to_contain_text("Krill")  # its place kept
+    with page.expect_navigation():
+        page.locator(".conversation-item", has_text="Plankton 0").get_by_role(
+            "button", name="Rename"
+        ).click()
+    assert page.url == f"{stack}/chat/"  # still the new chat
+    older.click()
+    expect(page.locator(".conversation-item", has_text="Krill")).to_have_count(1)
 
 
 def test_show_earlier_messages_puts_them_above_and_keeps_the_view_where_it_was(
@@ -480,3 +481,36 @@ def test_the_whole_settings_form_is_in_sight_on_a_laptop_screen(page: Page, stac
         ".delete-row button",
     ]:
         expect(panel.locator(control)).to_be_in_viewport(ratio=1)
+
+
+def test_the_lists_rename_and_delete_keep_a_new_chat_open_once_it_has_begun(
+    page: Page, stack: str
+) -> None:
+    """The list was rendered on /chat/; the first prompt made the page a conversation: Rename
+    and Delete of another row come back to it, not to a new chat."""
+    user = connect_user(make_user("list-menu@example.com"))
+    other = make_conversation(user, title="Tides")
+    sign_in(page, stack, user.email)
+    page.goto(f"{stack}/chat/")
+    expect(page.locator("#send-button")).to_be_enabled()
+    page.fill("#composer-text", "Why is the sea salty?")
+    page.press("#composer-text", "Enter")
+    expect(page).to_have_url(re.compile(r"/chat/\d+/$"))
+    here = page.url
+    answer = page.locator(".msg-assistant")
+    expect(answer).to_have_attribute("data-state", "complete", timeout=30_000)
+    row = page.locator(f'.conversation-item[data-conversation-id="{other.pk}"]')
+    row.locator("summary").click()
+    row.locator("input[name=title]").fill("Tides and the moon")
+    with page.expect_navigation():
+        row.get_by_role("button", name="Rename").click()
+    assert page.url == here
+    expect(row.locator(".conversation-title")).to_have_text("Tides and the moon")
+    page.on("dialog", lambda dialog: dialog.accept())  # "Delete … and all its messages?"
+    row.locator("summary").click()
+    with page.expect_navigation():
+        row.get_by_role("button", name="Delete").click()
+    assert page.url == here
+    expect(page.locator(".messages")).to_contain_text("Deleted “Tides and the moon”.")
+    expect(row).to_have_count(0)
+    expect(page.locator(".msg-user", has_text="Why is the sea salty?")).to_have_count(1)

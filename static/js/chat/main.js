@@ -707,6 +707,12 @@ function start(app) {
     // The button is gone: keyboard focus goes on to the first row it brought.
     added.find((row) => !row.hidden)?.querySelector("a, button")?.focus();
   });
+  // A row's Rename and Delete come back to this page (their "next"), which may have become a
+  // conversation since its rows were rendered: a new chat's first prompt.
+  document.getElementById("conversation-list").addEventListener("submit", (event) => {
+    const back = event.target.elements.next;
+    if (back) back.value = location.pathname + location.search;
+  });
 
   // At phone width the list is a drawer: ☰ opens it; ✕, Escape or a tap beside it closes it.
   const toggle = document.querySelector(".sidebar-toggle");
