@@ -560,12 +560,12 @@ def too_large(max_bytes: int, *, whole_answer: bool = False) -> OpenRouterError:
     if whole_answer:
         message = (
             f"OpenRouter's answer was larger than {limit}, the most we accept at once. "
-            "Ask for fewer objects, or try again."
+            "Ask for fewer objects."
         )
     else:
         message = (
             f"A generated object was larger than {limit}, the most we keep for one object. "
-            "Try again, or describe a simpler object."
+            "Describe a simpler object, or pick another model."
         )
     return OpenRouterError(413, message)
 
@@ -609,22 +609,23 @@ def decode_uri(uri: str) -> bytes:
         raise OpenRouterError.bad_response("an output that is not valid base64") from exc
 
 
-# Refusals of an output's download link: the generation fails with one of these sentences.
+# Refusals of an output's download link: the generation fails with one of these sentences (a 400:
+# the same model would send such a link again).
 NOT_HTTPS = (
     "The object's download link was not secure (not https), so we did not fetch it. "
-    "Try again, or pick another model."
+    "Pick another model."
 )
 PRIVATE_ADDRESS = (
     "The object's download link pointed to a private address, which we never fetch. "
-    "Try again, or pick another model."
+    "Pick another model."
 )
 NOT_WEB = (
     "The object's download link was not a web address (not http or https), so we did not "
-    "fetch it. Try again, or pick another model."
+    "fetch it. Pick another model."
 )
 TOO_MANY_REDIRECTS = (
     "The object's download link sent us on through too many other addresses, so we gave up "
-    "fetching it. Try again."
+    "fetching it. Pick another model."
 )
 
 
