@@ -447,7 +447,7 @@ async def stream_chat(api_key: str, payload: dict[str, Any]) -> AsyncIterator[St
             return
         try:
             if response.status != 200:
-                yield Failed(await _stream_error(response, limit))
+                yield Failed(await _stream_error(response, limit, payload.get("model") or ""))
                 return
             if response.content_type != "text/event-stream":
                 yield Failed(OpenRouterError.bad_response("not an event stream"))
@@ -476,7 +476,9 @@ async def stream_chat(api_key: str, payload: dict[str, Any]) -> AsyncIterator[St
         limit.close()
 
 
-async def _stream_error(response: aiohttp.ClientResponse, limit: _IdleLimit) -> OpenRouterError:
+async def _stream_error(
+    response: aiohttp.ClientResponse, limit: _IdleLimit, model: str
+) -> OpenRouterError:
     try:
         body = await limit.wait(response.read())
     except TimeoutError as exc:
@@ -488,6 +490,7 @@ async def _stream_error(response: aiohttp.ClientResponse, limit: _IdleLimit) -> 
         body,
         retry_after=response.headers.get("retry-after"),
         reason=response.reason or "",
+        model=model,
     )
 
 

@@ -405,6 +405,14 @@ def test_a_refusal_a_retry_cannot_change_does_not_say_to_try_again() -> None:
         assert "try again" not in refusal.message.lower(), refusal.message
 
 
+def test_a_429_given_up_on_advises_a_paid_variant_only_for_a_free_model() -> None:
+    limited = OpenRouterError.from_status(429, "Rate limit exceeded: free-models-per-min")
+    free = services.upstream_failure_sentence(limited, model="sandbox/shap-e:free")
+    paid = services.upstream_failure_sentence(limited, model="openai/shap-e")
+    assert free.endswith("Free (:free) models have tight limits; a paid variant avoids them.")
+    assert paid.endswith("Retry in a few minutes or pick another model.")
+
+
 def test_the_time_limit_is_said_in_minutes(settings: Any) -> None:
     settings.GENERATION_TIME_LIMIT = 60
     assert "longer than 1 minute, the most allowed" in services.timeout_sentence()

@@ -250,7 +250,7 @@ def test_a_failed_card_says_what_failed_and_offers_a_retry_with_no_countdown(
         state="failed",
         outputs=0,
         error_code="429",
-        error_message=services.upstream_failure_sentence(given_up),
+        error_message=services.upstream_failure_sentence(given_up, model="openai/shap-e"),
     )
     refused = make_generation(
         user, state="failed", outputs=0, error_code="451", error_message="Flagged."
