@@ -3,10 +3,13 @@ and cost per user."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.contrib.admin.utils import display_for_value
+from django.db.models import Count, F, Max, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.formats import localize
@@ -145,7 +148,10 @@ class MessageAdmin(ReadOnlyAdmin):
 
 @admin.register(ChatUsage)
 class ChatUsageAdmin(ReadOnlyAdmin):
-    """Usage and cost per user, summed over every answer they received."""
+    """Usage and cost per user, summed over every answer they received: those still in their
+    conversations, and those answered again, edited or deleted since (``RemovedAnswers``). An
+    answer deleted before its usage was known (still streaming, or stopped and not yet filled in
+    by ``chat.tasks.fill_missing_usage``) counts without its tokens and cost."""
 
     list_display = ("email", "conversations", "answers", "tokens", "total_cost", "last_answer")
     search_fields = ("email",)
@@ -154,13 +160,20 @@ class ChatUsageAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         answers = Q(conversations__messages__role=Message.Role.ASSISTANT)
+
+        def total(name: str, zero: Any = 0) -> Any:
+            """The figure summed over the user's answers, and their removed answers' added."""
+            kept = Coalesce(Sum(f"conversations__messages__{name}"), zero)
+            return kept + Coalesce(F(f"removed_answers__{name}"), zero)
+
         # Not super(): it would sort by the annotation before it exists.
         return ChatUsage.objects.get_queryset().annotate(
             conversation_count=Count("conversations", distinct=True),
-            answer_count=Count("conversations__messages", filter=answers),
-            prompt_sum=Sum("conversations__messages__prompt_tokens"),
-            completion_sum=Sum("conversations__messages__completion_tokens"),
-            total_cost_sum=Sum("conversations__messages__cost"),
+            answer_count=Count("conversations__messages", filter=answers)
+            + Coalesce(F("removed_answers__answers"), 0),
+            prompt_sum=total("prompt_tokens"),
+            completion_sum=total("completion_tokens"),
+            total_cost_sum=total("cost", Decimal(0)),
             last_answer_at=Max("conversations__messages__created_at", filter=answers),
         )
 
@@ -187,5 +200,6 @@ class ChatUsageAdmin(ReadOnlyAdmin):
         return money(user.total_cost_sum or 0)
 
     @admin.display(ordering="last_answer_at")
-    def last_answer(self, user: Any) -> Any:
-        return user.last_answer_at
+    def last_answer(self, user: Any) -> str:
+        # As the admin shows a date (a method's value is shown as str() on the user's own page).
+        return display_for_value(user.last_answer_at, self.get_empty_value_display())

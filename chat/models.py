@@ -157,6 +157,28 @@ class Message(models.Model):
         self.state = state
 
 
+class RemovedAnswers(models.Model):
+    """What a user's answers that are gone (answered again, edited, their conversation deleted)
+    had cost, so that ``ChatUsage`` still counts them. Added to as they are deleted."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="removed_answers",
+    )
+    answers = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal(0))
+
+    class Meta:
+        verbose_name_plural = "removed answers"
+
+    def __str__(self) -> str:
+        return f"{self.answers} removed answers of user #{self.pk}"
+
+
 class ChatUsage(User):
     """Users seen from the chat side: the admin's "usage and cost per user" page."""
 

@@ -24,7 +24,8 @@ from django.conf import settings
 from django.core.cache.backends.redis import RedisCache
 from django.core.signals import setting_changed
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
@@ -35,7 +36,7 @@ from accounts import key_cache
 from accounts.models import OpenRouterKey, User
 from accounts.services import NotConnected, api_key_for
 from chat import protocol
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, RemovedAnswers
 from chat.protocol import ChatError
 from config import redis_batch
 from config.cache import shared_cache
@@ -176,7 +177,9 @@ def conversation_delete(*, conversation: Conversation) -> None:
         conversation.messages.filter(state=Message.State.STREAMING).values_list("pk", "writer")
     )
     conversation_id = conversation.pk
-    conversation.delete()
+    with transaction.atomic():
+        _removed_answers_count(user_id=conversation.user_id, answers=conversation.messages.all())
+        conversation.delete()
     for message_id, writer in streaming:
         relay_stop_request(writer=writer, message_id=message_id)
     async_to_sync(get_channel_layer().group_send)(
@@ -357,11 +360,32 @@ def message_answer_again(
         prompt.content = text
         prompt.save(update_fields=["content", "updated_at"])
     replaces = old.pk  # delete() forgets it
+    _removed_answers_count(user_id=user.pk, answers=Message.objects.filter(pk=old.pk))
     old.delete()
     conversation.save(update_fields=["updated_at"])  # moves it to the top of the list
     return _answer_start(
         conversation=conversation, prompt=prompt, writer=writer, payload=payload, replaces=replaces
     )
+
+
+def _removed_answers_count(*, user_id: int, answers: QuerySet[Message]) -> None:
+    """Add the answers among ``answers``, about to be deleted, to the user's ``RemovedAnswers``.
+
+    An answer's tokens and cost count only if they are known by then: an answer still streaming,
+    or stopped and waiting for ``usage_fill``, is counted without them."""
+    spent = answers.filter(role=Message.Role.ASSISTANT).aggregate(
+        answers=Count("pk"),
+        prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
+        completion_tokens=Coalesce(Sum("completion_tokens"), 0),
+        cost=Coalesce(Sum("cost"), Decimal(0)),
+    )
+    if not spent["answers"]:
+        return
+    _, created = RemovedAnswers.objects.get_or_create(user_id=user_id, defaults=spent)
+    if not created:
+        RemovedAnswers.objects.filter(user_id=user_id).update(
+            **{name: F(name) + value for name, value in spent.items()}
+        )
 
 
 def _request_ready(

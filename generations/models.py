@@ -19,11 +19,13 @@ DEFAULT_MODEL = "openai/shap-e"
 
 # Upstream statuses that the same request would meet again, with what a new request must change
 # (the failed page's advice): 400 bad request (often a model that makes no 3D objects), 403
-# refused (a guardrail), 404 no 3D generation offered, 451 flagged by moderation.
+# refused (a guardrail), 404 no 3D generation offered, 413 an object or answer over our size
+# limit (openrouter.client.too_large), 451 flagged by moderation.
 REFUSALS_A_RETRY_CANNOT_CHANGE = {
     "400": "start a new one with another model or other settings",
     "403": "start a new one with a different description",
     "404": "start a new one with a model that makes 3D objects",
+    "413": "start a new one with fewer or simpler objects, or another model",
     "451": "start a new one with a different description",
 }
 

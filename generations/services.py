@@ -131,12 +131,13 @@ def _trouble(exc: OpenRouterError) -> str:
     return TRANSIENT_TROUBLE.get(exc.code, f"OpenRouter answered with an error (HTTP {exc.code})")
 
 
-def upstream_failure_sentence(exc: OpenRouterError) -> str:
-    """What a user reads when an upstream error ends the generation: OpenRouter's sentence for a
-    refusal, ours for a transient error given up on (what failed, what to do, no countdown)."""
+def upstream_failure_sentence(exc: OpenRouterError, *, model: str) -> str:
+    """What a user reads when an upstream error ends the generation (of ``model``): OpenRouter's
+    sentence for a refusal, ours for a transient error given up on (what failed, what to do, no
+    countdown)."""
     if not exc.retryable:
         return exc.message
-    hint = free_models_hint(exc.detail) if exc.code == "429" else ""
+    hint = free_models_hint(model=model) if exc.code == "429" else ""
     return (
         f"{_trouble(exc)}, so the generation was stopped. "
         f"Retry in a few minutes or pick another model.{hint}"
@@ -337,7 +338,8 @@ def _attempt(generation: Generation, token: str, retries_left: bool) -> None:
         if exc.retryable and retries_left and (exc.retry_after or 0) <= MAX_RETRY_AFTER:
             _release(generation, token, exc)
             raise
-        _finish_failed(generation, token, exc.code, upstream_failure_sentence(exc))
+        sentence = upstream_failure_sentence(exc, model=generation.model)
+        _finish_failed(generation, token, exc.code, sentence)
     except SoftTimeLimitExceeded:
         _finish_failed(generation, token, "timeout", timeout_sentence())
     except Exception:

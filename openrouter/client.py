@@ -447,7 +447,7 @@ async def stream_chat(api_key: str, payload: dict[str, Any]) -> AsyncIterator[St
             return
         try:
             if response.status != 200:
-                yield Failed(await _stream_error(response, limit))
+                yield Failed(await _stream_error(response, limit, payload.get("model") or ""))
                 return
             if response.content_type != "text/event-stream":
                 yield Failed(OpenRouterError.bad_response("not an event stream"))
@@ -476,7 +476,9 @@ async def stream_chat(api_key: str, payload: dict[str, Any]) -> AsyncIterator[St
         limit.close()
 
 
-async def _stream_error(response: aiohttp.ClientResponse, limit: _IdleLimit) -> OpenRouterError:
+async def _stream_error(
+    response: aiohttp.ClientResponse, limit: _IdleLimit, model: str
+) -> OpenRouterError:
     try:
         body = await limit.wait(response.read())
     except TimeoutError as exc:
@@ -488,6 +490,7 @@ async def _stream_error(response: aiohttp.ClientResponse, limit: _IdleLimit) -> 
         body,
         retry_after=response.headers.get("retry-after"),
         reason=response.reason or "",
+        model=model,
     )
 
 
@@ -560,12 +563,12 @@ def too_large(max_bytes: int, *, whole_answer: bool = False) -> OpenRouterError:
     if whole_answer:
         message = (
             f"OpenRouter's answer was larger than {limit}, the most we accept at once. "
-            "Ask for fewer objects, or try again."
+            "Ask for fewer objects."
         )
     else:
         message = (
             f"A generated object was larger than {limit}, the most we keep for one object. "
-            "Try again, or describe a simpler object."
+            "Describe a simpler object, or pick another model."
         )
     return OpenRouterError(413, message)
 
@@ -609,22 +612,23 @@ def decode_uri(uri: str) -> bytes:
         raise OpenRouterError.bad_response("an output that is not valid base64") from exc
 
 
-# Refusals of an output's download link: the generation fails with one of these sentences.
+# Refusals of an output's download link: the generation fails with one of these sentences (a 400:
+# the same model would send such a link again).
 NOT_HTTPS = (
     "The object's download link was not secure (not https), so we did not fetch it. "
-    "Try again, or pick another model."
+    "Pick another model."
 )
 PRIVATE_ADDRESS = (
     "The object's download link pointed to a private address, which we never fetch. "
-    "Try again, or pick another model."
+    "Pick another model."
 )
 NOT_WEB = (
     "The object's download link was not a web address (not http or https), so we did not "
-    "fetch it. Try again, or pick another model."
+    "fetch it. Pick another model."
 )
 TOO_MANY_REDIRECTS = (
     "The object's download link sent us on through too many other addresses, so we gave up "
-    "fetching it. Try again."
+    "fetching it. Pick another model."
 )
 
 

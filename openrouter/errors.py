@@ -50,10 +50,12 @@ class OpenRouterError(Exception):
         *,
         retry_after: float | None = None,
         metadata: dict[str, Any] | None = None,
+        model: str = "",
     ) -> OpenRouterError:
+        """``model``: the one asked for or serving ("" when not known), for a 429's advice."""
         return cls(
             status,
-            _sentence(status, detail, retry_after, metadata or {}),
+            _sentence(status, detail, retry_after, metadata or {}, model),
             retryable=status in RETRYABLE,
             retry_after=retry_after,
             detail=detail,
@@ -94,7 +96,12 @@ def size_in_words(size: int) -> str:
 
 
 def error_from_body(
-    status: int, body: bytes, *, retry_after: str | None = None, reason: str = ""
+    status: int,
+    body: bytes,
+    *,
+    retry_after: str | None = None,
+    reason: str = "",
+    model: str = "",
 ) -> OpenRouterError:
     """The error an unsuccessful response stands for, from its status, its JSON body (OpenRouter's
     ``{"error": {"message", "metadata"}}``) and its ``Retry-After`` header, whatever the client."""
@@ -109,7 +116,7 @@ def error_from_body(
     except ValueError:
         detail = reason
     return OpenRouterError.from_status(
-        status, detail, retry_after=_seconds(retry_after), metadata=metadata
+        status, detail, retry_after=_seconds(retry_after), metadata=metadata, model=model
     )
 
 
@@ -120,10 +127,11 @@ def _seconds(value: str | None) -> float | None:
         return None
 
 
-def free_models_hint(detail: str) -> str:
-    """Advice for a 429, when the limit hit is the free models' (OpenRouter names it: "Rate
-    limit exceeded: free-models-per-min"); empty for any other limit."""
-    if "free" not in detail.lower():
+def free_models_hint(*, model: str, detail: str = "") -> str:
+    """Advice for a 429 of a free (``:free``) model or, when the model is not known (the
+    account's default), of a 429 that names the free models' limit ("Rate limit exceeded:
+    free-models-per-min"); empty otherwise: a paid model has no such limit to avoid."""
+    if not model.endswith(":free") and (model or "free" not in detail.lower()):
         return ""
     return " Free (:free) models have tight limits; a paid variant avoids them."
 
@@ -132,7 +140,9 @@ def _later(retry_after: float | None) -> str:
     return f"in {retry_after:g} s" if retry_after else "in a moment"
 
 
-def _sentence(status: int, detail: str, retry_after: float | None, metadata: dict[str, Any]) -> str:
+def _sentence(
+    status: int, detail: str, retry_after: float | None, metadata: dict[str, Any], model: str
+) -> str:
     if status == 400:
         said = f": {detail}" if detail else ""
         return f"OpenRouter could not accept this request{said}."
@@ -156,7 +166,7 @@ def _sentence(status: int, detail: str, retry_after: float | None, metadata: dic
     if status == 429:
         return (
             f"OpenRouter is rate-limiting these requests — try again {_later(retry_after)}."
-            f"{free_models_hint(detail)}"
+            f"{free_models_hint(model=model, detail=detail)}"
         )
     if status == 451:
         return "The model's moderation flagged this input, so it was not sent."

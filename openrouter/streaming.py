@@ -84,12 +84,14 @@ def _usage(data: dict[str, Any]) -> Usage:
     )
 
 
-def chunk_error(error: dict[str, Any]) -> OpenRouterError:
-    """The error object of a mid-stream chunk (or of an error body) as our error."""
+def chunk_error(error: dict[str, Any], model: str = "") -> OpenRouterError:
+    """The error object of a mid-stream chunk (or of an error body) as our error; ``model`` as
+    for ``OpenRouterError.from_status``."""
     code = error.get("code")
     status = code if isinstance(code, int) else 502
     metadata = error.get("metadata") if isinstance(error.get("metadata"), dict) else {}
-    return OpenRouterError.from_status(status, str(error.get("message") or ""), metadata=metadata)
+    message = str(error.get("message") or "")
+    return OpenRouterError.from_status(status, message, metadata=metadata, model=model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +239,8 @@ class StreamParser:
                 self._served = (self.model, self.generation_id)
                 events.append(Served(self.model, self.generation_id))
             if isinstance(chunk.get("error"), dict):
-                events.append(Failed(chunk_error(chunk["error"]), self.model, self.generation_id))
+                failed = chunk_error(chunk["error"], self.model or "")
+                events.append(Failed(failed, self.model, self.generation_id))
                 self.ended = True
                 return events
             for choice in chunk.get("choices") or []:

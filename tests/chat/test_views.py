@@ -8,6 +8,7 @@ import html
 import json
 import re
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -16,7 +17,9 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.formats import localize
 from django.utils.http import urlencode
+from django.utils.timezone import localtime
 
 from accounts.models import User
 from chat import services
@@ -586,6 +589,58 @@ def test_support_reads_chats_and_usage_in_the_admin(client: Client, user: User) 
 
     usage = client.get("/admin/chat/chatusage/").content.decode()
     assert user.email in usage and "$0.75" in usage and "100 → 25" in usage
+
+
+def test_the_admin_usage_page_counts_answers_answered_again_edited_or_deleted(
+    client: Client, user: User, other_user: User
+) -> None:
+    def answered(answer_id: int, prompt: int, completion: int, cost: str) -> None:
+        Message.objects.filter(pk=answer_id).update(
+            state=Message.State.COMPLETE,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost=Decimal(cost),
+        )
+
+    kept = make_conversation(user)
+    prompt = add_message(kept, Message.Role.USER, "question")
+    first = add_message(kept, Message.Role.ASSISTANT, "a")
+    answered(first.pk, 100, 20, "0.25")
+    again = services.message_answer_again(user=user, message_id=first.pk, writer="w").answer
+    answered(again.pk, 10, 5, "0.05")
+    edited = services.message_edit(user=user, message_id=prompt.pk, text="better", writer="w")
+    answered(edited.answer.pk, 1, 1, "0.01")
+    gone = make_conversation(user)
+    add_message(gone, Message.Role.USER, "question")
+    add_message(gone, Message.Role.ASSISTANT, "b", prompt_tokens=200, completion_tokens=30, cost=1)
+    services.conversation_delete(conversation=gone)
+    theirs = make_conversation(other_user)
+    add_message(theirs, Message.Role.ASSISTANT, "c", prompt_tokens=7, completion_tokens=7, cost=3)
+    services.conversation_delete(conversation=theirs)
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+
+    page = client.get("/admin/chat/chatusage/").content.decode()
+    [row] = re.findall(rf"<tr>(?:(?!</tr>).)*{re.escape(user.email)}.*?</tr>", page, re.S)
+    cells = re.findall(r'<td class="field-(\w+)">([^<]*)</td>', row)
+    assert cells == [
+        ("conversations", "1"),
+        ("answers", "4"),
+        ("tokens", "311 → 56"),
+        ("total_cost", "$1.31"),
+        ("last_answer", localize(localtime(edited.answer.created_at))),
+    ]
+    for column in range(1, 7):
+        assert client.get("/admin/chat/chatusage/", {"o": column}).status_code == 200
+
+
+def test_the_admin_usage_page_of_a_user_shows_the_last_answers_date_as_the_list_does(
+    client: Client, user: User
+) -> None:
+    answer = add_message(make_conversation(user), Message.Role.ASSISTANT, "a")
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    page = client.get(f"/admin/chat/chatusage/{user.pk}/change/").content.decode()
+    assert localize(localtime(answer.created_at)) in page
+    assert str(answer.created_at) not in page
 
 
 def test_the_admin_message_list_cuts_long_text_short_and_sorts_by_every_column(

@@ -80,3 +80,17 @@ def test_check_deploy_is_clean_with_the_documented_production_environment(tmp_pa
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_a_request_warning_is_logged_once_in_the_projects_format(tmp_path: Path) -> None:
+    code = (
+        "import logging; log = logging.getLogger('django.request'); "
+        "log.warning('Not Found: /nowhere'); "
+        "log.error('Forbidden: /secret', exc_info=ValueError('no'))"
+    )
+    for debug in ["1", "0"]:
+        env = PRODUCTION if debug == "0" else {}
+        stderr = run_django(code, env, tmp_path).stderr
+        [not_found] = [line for line in stderr.splitlines() if "Not Found" in line]
+        assert not_found.endswith(" WARNING django.request Not Found: /nowhere")
+        assert stderr.count("Forbidden: /secret") == 1 and stderr.count("ValueError: no") == 1

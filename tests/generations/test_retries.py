@@ -90,8 +90,7 @@ def test_a_retry_after_too_long_to_wait_for_fails_without_a_countdown(
     assert (generation.state, generation.error_code, generation.attempts) == ("failed", "429", 1)
     assert generation.error_message == (
         "OpenRouter is rate-limiting these requests, so the generation was stopped. "
-        "Retry in a few minutes or pick another model. Free (:free) models have tight limits; "
-        "a paid variant avoids them."  # the sandbox's 429 names a free-models limit
+        "Retry in a few minutes or pick another model."  # not a free model: no free limit
     )
     assert delays == []
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import NotConnected
 from generations import meshes, services
-from generations.models import GLB_TYPE, PLY_TYPE, Generation
+from generations.models import GLB_TYPE, PLY_TYPE, REFUSALS_A_RETRY_CANNOT_CHANGE, Generation
 from generations.tasks import retry_delay, sweep_generations
 from openrouter import client
 from openrouter.errors import OpenRouterError
@@ -389,6 +389,28 @@ def every_failure_sentence() -> list[str]:
 def test_failure_sentences_are_in_plain_words() -> None:
     for sentence in every_failure_sentence():
         assert not JARGON.search(sentence), sentence
+
+
+def test_a_refusal_a_retry_cannot_change_does_not_say_to_try_again() -> None:
+    """Its page offers no Retry, and says what a new request must change."""
+    links = [client.NOT_HTTPS, client.PRIVATE_ADDRESS, client.NOT_WEB, client.TOO_MANY_REDIRECTS]
+    refusals = [
+        client.too_large(20 * 1024 * 1024),
+        client.too_large(256 * 1024 * 1024, whole_answer=True),
+        *(OpenRouterError(400, sentence) for sentence in links),
+        *(OpenRouterError.from_status(status) for status in [400, 403, 404, 451]),
+    ]
+    for refusal in refusals:
+        assert refusal.code in REFUSALS_A_RETRY_CANNOT_CHANGE, refusal.code
+        assert "try again" not in refusal.message.lower(), refusal.message
+
+
+def test_a_429_given_up_on_advises_a_paid_variant_only_for_a_free_model() -> None:
+    limited = OpenRouterError.from_status(429, "Rate limit exceeded: free-models-per-min")
+    free = services.upstream_failure_sentence(limited, model="sandbox/shap-e:free")
+    paid = services.upstream_failure_sentence(limited, model="openai/shap-e")
+    assert free.endswith("Free (:free) models have tight limits; a paid variant avoids them.")
+    assert paid.endswith("Retry in a few minutes or pick another model.")
 
 
 def test_the_time_limit_is_said_in_minutes(settings: Any) -> None:

@@ -216,6 +216,12 @@ def test_the_detail_page_has_the_viewer_downloads_and_parameters(
             "OpenRouter makes no 3D objects with this model, so nothing could be made.",
             "start a new one with a model that makes 3D objects",
         ),
+        (
+            "413",
+            "A generated object was larger than 20 MB, the most we keep for one object. "
+            "Describe a simpler object, or pick another model.",
+            "start a new one with fewer or simpler objects, or another model",
+        ),
     ],
 )
 def test_a_failed_generation_says_what_failed_and_what_can_help(
@@ -244,7 +250,7 @@ def test_a_failed_card_says_what_failed_and_offers_a_retry_with_no_countdown(
         state="failed",
         outputs=0,
         error_code="429",
-        error_message=services.upstream_failure_sentence(given_up),
+        error_message=services.upstream_failure_sentence(given_up, model="openai/shap-e"),
     )
     refused = make_generation(
         user, state="failed", outputs=0, error_code="451", error_message="Flagged."

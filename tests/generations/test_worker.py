@@ -124,10 +124,10 @@ def test_a_permanent_error_fails_at_once_with_its_code_and_sentence(
     assert generation.outputs.count() == 0
     page = connected_client.get(generation.get_absolute_url()).content.decode()
     assert sentence in page.replace("&#x27;", "'")
-    # Retry where it can help (after reconnecting, adding credits, or for a new draw), not
-    # where the same request would be refused again.
+    # Retry where it can help (after reconnecting, adding credits), not where the same request
+    # would be refused again (too large: the same description makes as large an object).
     offered = reverse("generations:retry", args=[generation.pk]) in page
-    assert offered is (code in {"401", "402", "413"})
+    assert offered is (code in {"401", "402"})
 
 
 def test_an_upstream_without_3d_is_told_in_plain_words(

@@ -115,11 +115,15 @@ def test_the_model_list_has_prices_as_strings() -> None:
     assert any(m["id"].endswith(":free") for m in models)
 
 
-def test_a_429_advises_a_paid_variant_only_when_the_limit_is_the_free_models() -> None:
-    free = OpenRouterError.from_status(429, "Rate limit exceeded: free-models-per-min")
-    paid = OpenRouterError.from_status(429, "Rate limit exceeded", retry_after=12)
+def test_a_429_advises_a_paid_variant_only_for_a_free_model() -> None:
+    limit = "Rate limit exceeded: free-models-per-min"
+    free = OpenRouterError.from_status(429, limit, model="google/gemma-2-9b-it:free")
+    paid = OpenRouterError.from_status(429, limit, retry_after=12, model="openai/gpt-4o")
     assert "paid variant" in free.message and "try again in a moment" in free.message
     assert "free" not in paid.message.lower() and "try again in 12 s" in paid.message
+    # The account's default model, not named: OpenRouter's words tell which limit it hit.
+    assert "paid variant" in OpenRouterError.from_status(429, limit).message
+    assert "free" not in OpenRouterError.from_status(429, "Rate limit exceeded").message.lower()
 
 
 def test_network_failures_and_timeouts_are_openrouter_errors() -> None:

@@ -92,7 +92,7 @@ async def test_an_error_body_that_never_comes_is_a_timeout() -> None:
 
     limit = _IdleLimit(0.05)
     try:
-        error = await _stream_error(Stalled(), limit)  # type: ignore[arg-type]
+        error = await _stream_error(Stalled(), limit, "")  # type: ignore[arg-type]
     finally:
         limit.close()
     assert error.retryable and "did not answer in time" in error.message
