@@ -448,7 +448,7 @@ def test_cancel_on_a_jobs_page_shows_at_once_on_its_gallery_card(
     sign_in(gallery, stack, user.email)
     gallery.goto(f"{stack}/generations/")
     card = gallery.locator(f"[data-generation-id='{generation.pk}']")
-    expect(gallery.locator("[data-role=live]")).to_have_text("Live")
+    expect(gallery.locator("[data-role=live]")).to_have_text("Updates live")
     expect(card.locator("[data-role=cancel] button")).to_be_visible()
     shoot(gallery, "generations-running-card")
     job = context.new_page()

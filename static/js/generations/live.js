@@ -115,7 +115,7 @@ export function tickRunningTimes() {
   setInterval(() => document.querySelectorAll(selector).forEach(showRunningTime), 1000);
 }
 
-const STATUS_TEXT = { live: "Live", reconnecting: "Reconnecting…", "signed-out": "Signed out" };
+const STATUS_TEXT = { live: "Updates live", reconnecting: "Reconnecting…", "signed-out": "Signed out" };
 
 export function showLiveStatus(status) {
   const element = document.querySelector('[data-role="live"]');
