@@ -18,6 +18,7 @@ from django.utils.text import Truncator
 from django.utils.timezone import localtime
 
 from accounts.templatetags.money import money
+from chat import services
 from chat.models import ChatUsage, Conversation, Message
 from chat.templatetags.chat_format import thousands
 
@@ -70,6 +71,15 @@ class ConversationAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         return super().get_queryset(request).annotate(message_count=Count("messages")).distinct()
+
+    # Deleted as a user deletes one (chat.services.conversation_delete): its answers still
+    # streaming stop, its open tabs are told, and what its answers cost stays in the usage.
+    def delete_model(self, request: HttpRequest, obj: Conversation) -> None:
+        services.conversation_delete(conversation=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        for conversation in queryset:
+            services.conversation_delete(conversation=conversation)
 
     @admin.display(description="messages", ordering="message_count")
     def message_count(self, conversation: Any) -> int:

@@ -633,6 +633,31 @@ def test_the_admin_usage_page_counts_answers_answered_again_edited_or_deleted(
         assert client.get("/admin/chat/chatusage/", {"o": column}).status_code == 200
 
 
+def test_staff_delete_conversations_as_users_do(client: Client, user: User) -> None:
+    conversations = [make_conversation(user, title=f"Spam {i}") for i in range(2)]
+    for conversation in conversations:
+        add_message(conversation, Message.Role.USER, "question")
+        add_message(conversation, Message.Role.ASSISTANT, "a", completion_tokens=5, cost=2)
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    response = client.post(
+        "/admin/chat/conversation/",
+        {
+            "action": "delete_selected",
+            "_selected_action": [conversations[0].pk],
+            "index": 0,
+            "post": "yes",
+        },
+    )
+    assert response.status_code == 302
+    response = client.post(
+        f"/admin/chat/conversation/{conversations[1].pk}/delete/", {"post": "yes"}
+    )
+    assert response.status_code == 302
+    assert not Conversation.objects.filter(user=user).exists()
+    page = client.get("/admin/chat/chatusage/").content.decode()
+    assert '<td class="field-total_cost">$4.00</td>' in page  # what the answers cost, kept
+
+
 def test_the_admin_usage_page_of_a_user_shows_the_last_answers_date_as_the_list_does(
     client: Client, user: User
 ) -> None:
