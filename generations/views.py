@@ -88,6 +88,11 @@ def output(request: AuthedRequest, pk: int, index: int) -> FileResponse:
 @require_POST
 def retry(request: AuthedRequest, pk: int) -> HttpResponse:
     generation = _own(request, pk)
+    if not generation.retry_can_help:  # no Retry is offered for it; said if asked anyway
+        messages.info(
+            request, f"The same request would be refused again: {generation.refusal_advice}."
+        )
+        return _back(request, generation)
     try:
         if services.generation_retry(generation=generation):
             messages.success(request, "Trying again.")

@@ -357,6 +357,19 @@ def test_retry_from_the_page_queues_the_failed_generation_again(
     assert "Trying again." in response.content.decode()
 
 
+def test_a_retry_asked_of_a_refusal_a_retry_cannot_change_is_not_run(
+    signed_in: Client, user: User
+) -> None:
+    generation = make_generation(user, state="failed", outputs=0, error_code="451")
+    response = signed_in.post(reverse("generations:retry", args=[generation.pk]), follow=True)
+    generation.refresh_from_db()
+    assert generation.state == "failed" and generation.error_code == "451"
+    assert (
+        "The same request would be refused again: start a new one with a different description."
+        in response.content.decode()
+    )
+
+
 @pytest.mark.parametrize("where", ["page", "gallery"])
 def test_the_owner_cancels_a_running_generation_from_its_page_or_its_card(
     signed_in: Client, user: User, where: str
