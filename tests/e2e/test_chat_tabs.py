@@ -257,6 +257,21 @@ def test_the_view_follows_an_answer_to_its_end_and_the_keyboard_keeps_its_place(
     expect(box).to_be_focused()
 
 
+def test_the_keyboards_first_stop_skips_to_the_message_box(page: Page, stack: str) -> None:
+    open_tides(page, stack, "skip@example.com")
+    # The page starts in the box; a keyboard user elsewhere starts again from the page's top.
+    page.evaluate("document.body.tabIndex = -1; document.body.focus()")
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to the message box")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_in_viewport()  # seen once it has focus
+    page.keyboard.press("Enter")
+    expect(page.locator("#composer-text")).to_be_focused()  # past the header and the list
+    page.goto(f"{stack}/generations/")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+
+
 def test_a_message_search_counts_its_results_and_opens_at_the_matching_message(
     page: Page, stack: str
 ) -> None:
