@@ -133,7 +133,9 @@ def conversation_messages(request: AuthedRequest, conversation_id: int) -> HttpR
     conversation = _own(request, conversation_id)
     before = request.GET.get("before", "")
     if before and not before.isdigit():
-        return HttpResponse("That place in the conversation does not exist.", status=400)
+        return HttpResponse(
+            "That place in the conversation does not exist.", status=400, content_type="text/plain"
+        )
     shown = services.messages_page(
         conversation=conversation, before=int(before) if before else None
     )
