@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from itertools import chain
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.cache.backends.redis import RedisCache
 from django.core.signals import setting_changed
 from django.db import connection, transaction
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, F, Model, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
@@ -107,17 +107,34 @@ def conversations_page(
         conversations = conversations.filter(
             Q(updated_at__lt=updated_at) | Q(updated_at=updated_at, pk__lt=pk)
         )
-    rows = list(conversations[: size + 1])
-    if through is not None and len(rows) > size and through not in rows[:size]:
-        further = list(conversations[: CONVERSATIONS_DOWN_TO + 1])
-        if through in further[:CONVERSATIONS_DOWN_TO]:
-            size = further.index(through) + 1
-            rows = further[: size + 1]
-    if len(rows) <= size:
+    rows, more = _rows_down_to(
+        conversations,
+        size=size,
+        limit=CONVERSATIONS_DOWN_TO,
+        target=through.pk if through else None,
+    )
+    if not more:
         return ConversationPage(rows, "")
-    last = rows[size - 1]
-    micros = (last.updated_at - _EPOCH) // timedelta(microseconds=1)
-    return ConversationPage(rows[:size], f"{micros}-{last.pk}")
+    micros = (rows[-1].updated_at - _EPOCH) // timedelta(microseconds=1)
+    return ConversationPage(rows, f"{micros}-{rows[-1].pk}")
+
+
+_Row = TypeVar("_Row", bound=Model)
+
+
+def _rows_down_to(
+    rows: QuerySet[_Row], *, size: int, limit: int, target: int | None
+) -> tuple[list[_Row], bool]:
+    """The first ``size`` of ``rows``, or as many as it takes to reach the one whose id is
+    ``target`` if that is among the first ``limit``; and whether any follow them."""
+    shown = list(rows[: size + 1])
+    if target is not None and len(shown) > size and target not in [r.pk for r in shown[:size]]:
+        further = list(rows[: limit + 1])
+        ids = [r.pk for r in further[:limit]]
+        if target in ids:
+            size = ids.index(target) + 1
+            shown = further[: size + 1]
+    return shown[:size], len(shown) > size
 
 
 def conversation_for(*, user: User, conversation_id: int) -> Conversation:
@@ -472,21 +489,14 @@ def messages_page(
     messages = conversation.messages.all()
     if before is not None:
         messages = messages.filter(pk__lt=before)
-    newest_first = messages.order_by("-pk")
     first_match = None
     if words.strip():
         matches = messages.filter(content__icontains=words.strip()).order_by("pk")
         first_match = matches.values_list("pk", flat=True).first()
-    if first_match is None:
-        rows = list(newest_first[: size + 1])
-    else:
-        rows = list(newest_first[: MESSAGES_DOWN_TO + 1])
-        shown = [row.pk for row in rows[:MESSAGES_DOWN_TO]]
-        if first_match in shown:
-            size = max(size, shown.index(first_match) + 1)
-        rows = rows[: size + 1]
-    earlier = rows[size - 1].pk if len(rows) > size else None
-    return MessagePage(rows[:size][::-1], earlier)
+    rows, more = _rows_down_to(
+        messages.order_by("-pk"), size=size, limit=MESSAGES_DOWN_TO, target=first_match
+    )
+    return MessagePage(rows[::-1], rows[-1].pk if more else None)
 
 
 def messages_to_snapshot(*, conversation: Conversation, since: int | None) -> list[Message]:

@@ -79,10 +79,19 @@ def active_title(html: str) -> str | None:
     return found.group(1) if found else None
 
 
-def older_url(html: str) -> str:
-    """Where the list's "Show older" button fetches the next rows ("" when it is not there)."""
-    found = re.search(r'data-older data-url="([^"]*)"', html)
+def more_url(html: str, button: str) -> str:
+    """Where a "Show older" (``data-older``) or "Show earlier" (``data-earlier``) button fetches
+    the next rows ("" when it is not there)."""
+    found = re.search(rf'data-{button} data-url="([^"]*)"', html)
     return found.group(1).replace("&amp;", "&") if found else ""
+
+
+def older_url(html: str) -> str:
+    return more_url(html, "older")
+
+
+def earlier_url(html: str) -> str:
+    return more_url(html, "earlier")
 
 
 def test_the_list_shows_fifty_and_the_rest_older_page_by_page_none_twice(
@@ -171,11 +180,6 @@ def test_the_list_refuses_a_made_up_place_in_it(signed_in: Client, user: User) -
 
 def message_ids(html: str) -> list[int]:
     return [int(pk) for pk in re.findall(r'data-message-id="(\d+)"', html)]
-
-
-def earlier_url(html: str) -> str:
-    found = re.search(r'data-earlier data-url="([^"]*)"', html)
-    return found.group(1).replace("&amp;", "&") if found else ""
 
 
 def test_a_long_conversation_opens_at_its_end_and_shows_earlier_messages_page_by_page(

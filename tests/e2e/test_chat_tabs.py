@@ -110,7 +110,7 @@ def test_a_draft_outlives_reloads_and_goes_once_sent(page: Page, stack: str) -> 
 class DroppedAtSend:
     """The page's chat socket goes through this. At the next ``send`` frame the server's
     replies stop reaching the page, and the connection drops: before the frame reached the
-    server (``deliver=False``), or once the server has stored its prompt (``dropped()``). The
+    server (``deliver=False``), or once the server has stored its prompt (``send``). The
     page's next connection is let through."""
 
     def __init__(self, page: Page, *, deliver: bool) -> None:
@@ -138,7 +138,19 @@ class DroppedAtSend:
 
         ws.on_message(from_page)
 
-    def dropped(self, prompt: str) -> None:
+    def send(self, url: str, prompt: str) -> Locator:
+        """Opens ``url`` and sends ``prompt`` from its box (returned), the connection dropping
+        as said above."""
+        self.page.goto(url)
+        box = self.page.locator("#composer-text")
+        expect(self.page.locator("#send-button")).to_be_enabled()
+        box.fill(prompt)
+        box.press("Enter")
+        if self.deliver:
+            self._dropped(prompt)
+        return box
+
+    def _dropped(self, prompt: str) -> None:
         """Once the server has ``prompt``, the page's connection drops."""
         for _ in range(500):  # 10 s
             if Message.objects.filter(role=Message.Role.USER, content=prompt).exists():
@@ -159,14 +171,9 @@ def test_a_prompt_whose_connection_drops_as_it_is_sent_shows_once_or_comes_back(
     add_message(conversation, Message.Role.USER, "Tell me about tides")
     add_message(conversation, Message.Role.ASSISTANT, "The moon pulls the sea.")
     sign_in(page, stack, user.email)
-    dropping = DroppedAtSend(page, deliver=deliver)
-    page.goto(f"{stack}/chat/{conversation.pk}/")
-    box = page.locator("#composer-text")
-    expect(page.locator("#send-button")).to_be_enabled()
-    box.fill("And the sun?")
-    box.press("Enter")
-    if deliver:
-        dropping.dropped("And the sun?")
+    box = DroppedAtSend(page, deliver=deliver).send(
+        f"{stack}/chat/{conversation.pk}/", "And the sun?"
+    )
     prompts = page.locator(".msg-user", has_text="And the sun?")
     if deliver:
         expect(prompts).to_have_count(1)  # from the snapshot once reconnected
@@ -192,13 +199,9 @@ def test_a_new_chats_first_prompt_whose_connection_drops_opens_its_conversation(
 ) -> None:
     user = connect_user(make_user("dropped-new@example.com"))
     sign_in(page, stack, user.email)
-    dropping = DroppedAtSend(page, deliver=True)
-    page.goto(f"{stack}/chat/")
-    box = page.locator("#composer-text")
-    expect(page.locator("#send-button")).to_be_enabled()
-    box.fill("Why is the sea salty? Asked on a boat")
-    box.press("Enter")
-    dropping.dropped("Why is the sea salty? Asked on a boat")
+    box = DroppedAtSend(page, deliver=True).send(
+        f"{stack}/chat/", "Why is the sea salty? Asked on a boat"
+    )
     expect(page).to_have_url(re.compile(r"/chat/\d+/$"))
     expect(page.locator(".msg-user", has_text="Why is the sea salty?")).to_have_count(1)
     expect(box).to_have_value("")
