@@ -778,5 +778,6 @@ function start(app) {
   log.scrollTop = log.scrollHeight;
   showSearchHit(new URLSearchParams(location.search).get("q"));
   socket.connect();
-  if (connected) textarea.focus();
+  // Into the prompt box, unless the page is already being used (a search typed while loading).
+  if (connected && (document.activeElement ?? document.body) === document.body) textarea.focus();
 }
